@@ -1,0 +1,1 @@
+"""Audio: clips, earcons, rendering a Timeline to samples, and writing files."""

@@ -1,0 +1,1 @@
+"""Commands about routines: routines, show, validate, import, schema."""

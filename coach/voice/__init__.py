@@ -1,0 +1,1 @@
+"""Voice: speech engines, text normalization, trimming and the clip cache."""

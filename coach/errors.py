@@ -80,7 +80,11 @@ class AudioDeviceError(CoachError, RuntimeError):
     exit_status = ExitStatus.AUDIO_DEVICE
 
 
-class Interrupted(CoachError, KeyboardInterrupt):
-    """The user pressed Ctrl-C (or the process got SIGINT/SIGTERM)."""
+class Interrupted(CoachError):
+    """The user pressed Ctrl-C (or the process got SIGINT/SIGTERM).
+
+    Deliberately not a KeyboardInterrupt: typer would turn that into "Aborted!"
+    and exit 1, and this must reach ``coach.cli.main`` to exit 130.
+    """
 
     exit_status = ExitStatus.INTERRUPTED

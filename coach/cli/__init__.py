@@ -8,16 +8,16 @@ and keeps its traceback.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
-import click
 import typer
 
 from coach import __version__
 from coach.cli.app import app
-from coach.errors import CoachError, ExitStatus
+from coach.errors import CoachError, ExitStatus, Interrupted, RoutineInvalid
 
-# Command modules register on import; keep them light (heavy imports inside commands).
+# Command modules register on import; they keep heavy imports inside the commands.
 from coach.cli import routines as _routines  # noqa: E402,F401
 
 for _optional in ("plan", "voices", "export", "play"):
@@ -46,40 +46,36 @@ def _root(
         os.environ["COACH_TRACEBACK"] = "1"
 
 
-def error_line(exc: CoachError) -> str:
+def error_lines(exc: CoachError) -> list[str]:
+    """What the user sees for an error: one line (one per problem for invalid routines)."""
+    if isinstance(exc, RoutineInvalid) and exc.problems:
+        return [f"coach: error: {p}" for p in exc.problems]
     line = f"coach: error: {exc.message}"
     if exc.hint:
         line += f" ({exc.hint})"
-    return line
+    return [line]
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    name = "interrupted" if signum == signal.SIGINT else "terminated"
+    raise Interrupted(name)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI and exit with the right status."""
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     command = typer.main.get_command(app)
     try:
-        command.main(args=argv, prog_name="coach", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(ExitStatus.USAGE if exc.exit_code == 2 else exc.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt) as exc:
-        if os.environ.get("COACH_TRACEBACK") == "1" and not isinstance(exc, click.exceptions.Abort):
-            raise
-        msg = getattr(exc, "message", None) or "interrupted"
-        print(f"coach: {msg}", file=sys.stderr)
-        sys.exit(ExitStatus.INTERRUPTED)
+        command.main(args=argv, prog_name="coach", standalone_mode=True)
     except CoachError as exc:
         if os.environ.get("COACH_TRACEBACK") == "1":
             raise
-        print(error_line(exc), file=sys.stderr)
-        if getattr(exc, "problems", None) and len(exc.problems) > 1:
-            for problem in exc.problems[1:]:
-                print(f"coach: error: {problem}", file=sys.stderr)
+        for line in error_lines(exc):
+            print(line, file=sys.stderr)
         sys.exit(exc.exit_status)
     except BrokenPipeError:
         # stdout closed early (`coach plan | head`): not an error worth a trace.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         sys.exit(ExitStatus.OK)
-    sys.exit(ExitStatus.OK)

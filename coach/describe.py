@@ -37,8 +37,8 @@ def describe_dose(dose: Dose) -> str:
     return work + ("; " + ", ".join(rests) if rests else "")
 
 
-def _wrap(text: str, indent: str = "", width: int = 88) -> str:
-    return textwrap.fill(text, width=width, initial_indent=indent, subsequent_indent=" " * len(indent))
+def _wrap(text: str, indent: str = "", width: int = 88, hang: int = 0) -> str:
+    return textwrap.fill(text, width=width, initial_indent=indent, subsequent_indent=" " * (len(indent) + hang))
 
 
 def show_exercise(ex: Exercise, number: int, level: str) -> list[str]:
@@ -52,7 +52,7 @@ def show_exercise(ex: Exercise, number: int, level: str) -> list[str]:
         lines.append("   Equipment: " + ", ".join(ex.equipment))
     lines.append("   Steps:")
     for i, step in enumerate(ex.steps, 1):
-        lines.append(_wrap(f"{i}. {step}", "     "))
+        lines.append(_wrap(f"{i}. {step}", "     ", hang=len(f"{i}. ")))
     if ex.safety:
         lines.append(_wrap("Lift safely: " + ex.safety, "   "))
     variant = ex.variant(level)

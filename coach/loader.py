@@ -161,6 +161,7 @@ def parse_document(text: str, name: str) -> Any:
     """Parse YAML (or JSON) keeping line/column information on maps and lists."""
     from ruamel.yaml import YAML
     from ruamel.yaml.error import MarkedYAMLError, YAMLError
+    from ruamel.yaml.reader import ReaderError
 
     yaml = YAML(typ="rt")
     yaml.allow_duplicate_keys = False
@@ -171,6 +172,11 @@ def parse_document(text: str, name: str) -> Any:
         where = f"{name}:{mark.line + 1}:{mark.column + 1}" if mark else name
         problem = exc.problem or exc.context or "cannot parse"
         raise InputFileError(f"{where}: invalid YAML/JSON: {_one_line(problem)}") from None
+    except ReaderError as exc:
+        before = text[: exc.position]
+        line, col = before.count("\n") + 1, exc.position - (before.rfind("\n") + 1) + 1
+        char = exc.character if isinstance(exc.character, str) else chr(exc.character)
+        raise InputFileError(f"{name}:{line}:{col}: character U+{ord(char):04X} is not allowed here") from None
     except (YAMLError, RecursionError, ValueError) as exc:
         raise InputFileError(f"{name}: invalid YAML/JSON: {_one_line(str(exc))}") from None
     if len(docs) != 1:

@@ -172,7 +172,7 @@ class Exercise(_Model):
         changes = variant.dose.model_dump(exclude_none=True)
         if "hold_s" in changes:
             changes["reps"] = None
-            changes["tempo"] = None
+            changes.setdefault("tempo", None)
         elif "reps" in changes and self.dose.hold_s is not None:
             changes["hold_s"] = None
         return Dose.model_validate({**self.dose.model_dump(), **changes})

@@ -1,0 +1,340 @@
+"""The default speech engine: pyttsx3 2.99 (espeak-ng on Linux), run in worker processes.
+
+pyttsx3 keeps one engine per process, drops property changes after its first
+loop, prints to stdout and can hang (see ``shared/notes/pitfalls.md``). So the
+engine never runs in our process: each worker (``coach.voice._worker``) owns
+one pyttsx3 engine configured once for one voice spec, and this module
+
+- starts workers with stdout on /dev/null and talks to them over two pipes;
+- keeps a small pool of them (one per core) so ``Voice.prefetch`` runs two
+  syntheses at once, and reuses a worker only for the spec it was made for;
+- enforces a timeout on every request, kills a stuck worker and retries in a
+  fresh one; a lost, empty or unreadable file is retried the same way;
+- turns a missing libespeak-ng into a ``SpeechEngineError`` that says how to
+  install it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any, Sequence
+
+import numpy as np
+
+from coach.audio.clip import Clip
+from coach.errors import SpeechEngineError
+from coach.voice.engine import VoiceInfo
+
+ENGINE_NAME = "pyttsx3"
+SAMPLE_RATE_HZ = 22050
+"""What pyttsx3's espeak driver writes (mono 16-bit 22050 Hz)."""
+
+INSTALL_HINT = "install it with `sudo apt-get install espeak-ng` (Debian/Ubuntu) or run `scripts/setup`"
+
+DEFAULT_WORKER_COMMAND: tuple[str, ...] = (sys.executable, "-m", "coach.voice._worker")
+START_TIMEOUT_S = 30.0
+"""Cold start of a worker (imports, espeak_Initialize): ~0.1 s normally."""
+SYNTH_TIMEOUT_BASE_S = 10.0
+SYNTH_TIMEOUT_PER_CHAR_S = 0.02
+"""espeak-ng speaks ~100x faster than real time; these bounds only catch hangs."""
+ATTEMPTS = 3
+
+
+class _WorkerGone(Exception):
+    """The worker died, timed out or gave an unusable answer: discard it and retry."""
+
+
+@dataclass(frozen=True)
+class _Config:
+    voice: str
+    rate_wpm: int
+    volume: float
+
+
+class _Worker:
+    """One worker process and its two pipes."""
+
+    def __init__(self, command: Sequence[str], start_timeout_s: float) -> None:
+        request_r, request_w = os.pipe()
+        reply_r, reply_w = os.pipe()
+        # stderr goes to a file, not a pipe nobody reads (a full pipe would block the worker).
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in kill()
+        try:
+            self.process = subprocess.Popen(
+                [*command, str(request_r), str(reply_w)],
+                pass_fds=(request_r, reply_w),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=self._stderr,
+            )
+        except OSError as exc:
+            for fd in (request_r, request_w, reply_r, reply_w):
+                os.close(fd)
+            self._stderr.close()
+            raise SpeechEngineError(f"cannot start the speech worker {command[0]}: {exc}") from exc
+        os.close(request_r)
+        os.close(reply_w)
+        self._requests = Connection(request_w, readable=False)
+        self._replies = Connection(reply_r, writable=False)
+        self.config: _Config | None = None
+        hello = self._receive(start_timeout_s, "starting")
+        if not hello.get("ok"):
+            self.kill()
+            _raise_worker_failure(hello)
+
+    def _receive(self, timeout_s: float, doing: str) -> dict[str, Any]:
+        try:
+            if not self._replies.poll(timeout_s):
+                self.kill()
+                raise _WorkerGone(f"speech worker timed out after {timeout_s:.0f} s while {doing}")
+            return self._replies.recv()
+        except (EOFError, OSError) as exc:
+            detail = self.stderr_tail()
+            self.kill()
+            raise _WorkerGone(f"speech worker died while {doing}" + (f": {detail}" if detail else "")) from exc
+
+    def request(self, message: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+        try:
+            self._requests.send(message)
+        except OSError as exc:
+            self.kill()
+            raise _WorkerGone(f"speech worker is gone: {exc}") from exc
+        return self._receive(timeout_s, str(message.get("op")))
+
+    def stderr_tail(self, limit: int = 600) -> str:
+        try:
+            self._stderr.seek(0)
+            text = self._stderr.read().decode("utf-8", "replace").strip()
+        except (OSError, ValueError):
+            return ""
+        return text[-limit:]
+
+    def close(self) -> None:
+        """Ask the worker to quit; kill it if it does not."""
+        try:
+            self.request({"op": "quit"}, 2.0)
+            self.process.wait(timeout=2.0)
+        except (_WorkerGone, subprocess.TimeoutExpired):
+            pass
+        self.kill()
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        for closable in (self._requests, self._replies, self._stderr):
+            try:
+                closable.close()
+            except (OSError, AttributeError):
+                pass
+
+
+def _raise_worker_failure(reply: dict[str, Any]) -> None:
+    kind = reply.get("kind")
+    message = str(reply.get("message", "unknown failure"))
+    if kind == "missing-library":
+        raise SpeechEngineError(f"the pyttsx3 speech engine cannot load libespeak-ng ({message})", hint=INSTALL_HINT)
+    if kind == "missing-module":
+        raise SpeechEngineError(
+            f"the pyttsx3 speech engine is not installed ({message})",
+            hint="reinstall coach: `pip install coach` pulls pyttsx3==2.99",
+        )
+    raise SpeechEngineError(f"the speech worker failed: {message}")
+
+
+class _Pool:
+    """Idle workers shared by every engine using the same worker command."""
+
+    def __init__(self, command: tuple[str, ...], size: int, start_timeout_s: float) -> None:
+        self.command = command
+        self.size = size
+        self.start_timeout_s = start_timeout_s
+        self._idle: list[_Worker] = []
+        self._lock = threading.Lock()
+
+    def acquire(self, config: _Config | None) -> _Worker:
+        """A worker made for ``config`` (or still unconfigured); None: any worker."""
+        with self._lock:
+            for wanted in ([config] if config is not None else []) + [None]:
+                for i, worker in enumerate(self._idle):
+                    if config is None or worker.config == wanted:
+                        return self._idle.pop(i)
+        return _Worker(self.command, self.start_timeout_s)
+
+    def release(self, worker: _Worker) -> None:
+        surplus: list[_Worker] = []
+        with self._lock:
+            self._idle.append(worker)
+            # Keep the newest few; an old worker for another voice is the first to go.
+            while len(self._idle) > self.size:
+                surplus.append(self._idle.pop(0))
+        for extra in surplus:
+            extra.close()
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for worker in idle:
+            worker.close()
+
+
+_pools: dict[tuple[str, ...], _Pool] = {}
+_pools_lock = threading.Lock()
+
+
+def _pool(command: tuple[str, ...], start_timeout_s: float) -> _Pool:
+    with _pools_lock:
+        pool = _pools.get(command)
+        if pool is None:
+            pool = _pools[command] = _Pool(command, max(1, min(2, os.cpu_count() or 1)), start_timeout_s)
+        return pool
+
+
+def close_all_workers() -> None:
+    """Stop every idle worker of every pool (also done at interpreter exit)."""
+    with _pools_lock:
+        pools = list(_pools.values())
+    for pool in pools:
+        pool.close()
+
+
+import atexit  # noqa: E402 - registered next to what it cleans up
+
+atexit.register(close_all_workers)
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """What a worker reports: versions and voices."""
+
+    pyttsx3_version: str
+    espeak_version: str
+    driver: str
+    voices: tuple[VoiceInfo, ...]
+
+    @property
+    def version(self) -> str:
+        return f"pyttsx3 {self.pyttsx3_version}; {self.driver} {self.espeak_version}".strip()
+
+
+_info_cache: dict[tuple[str, ...], EngineInfo] = {}
+
+
+def engine_info(command: Sequence[str] = DEFAULT_WORKER_COMMAND, *, start_timeout_s: float = START_TIMEOUT_S) -> EngineInfo:
+    """Versions and voices of the pyttsx3 engine (asked once per process)."""
+    key = tuple(command)
+    cached = _info_cache.get(key)
+    if cached is not None:
+        return cached
+    pool = _pool(key, start_timeout_s)
+    last: _WorkerGone | None = None
+    for _ in range(ATTEMPTS):
+        try:
+            worker = pool.acquire(None)
+            reply = worker.request({"op": "info"}, start_timeout_s)
+        except _WorkerGone as exc:
+            last = exc
+            continue
+        pool.release(worker)
+        if not reply.get("ok"):
+            _raise_worker_failure(reply)
+        info = EngineInfo(
+            pyttsx3_version=str(reply["pyttsx3"]),
+            espeak_version=str(reply["espeak"]),
+            driver=str(reply["driver"]),
+            voices=tuple(
+                VoiceInfo(id=v["id"], name=v["name"], languages=tuple(v["languages"])) for v in reply["voices"]
+            ),
+        )
+        _info_cache[key] = info
+        return info
+    raise SpeechEngineError(f"the pyttsx3 speech engine does not answer: {last}")
+
+
+class Pyttsx3Engine:
+    """pyttsx3 speech for one voice, rate and volume; thread-safe, parallel up to the pool size.
+
+    ``voice`` must be a voice id from ``engine_info().voices`` and rate/volume
+    in range: ``coach.voice.validate_voice`` checks all of that first.
+    """
+
+    name = ENGINE_NAME
+    sample_rate_hz = SAMPLE_RATE_HZ
+    exact = True
+
+    def __init__(
+        self,
+        voice: str,
+        rate_wpm: int,
+        volume: float,
+        *,
+        worker_command: Sequence[str] = DEFAULT_WORKER_COMMAND,
+        timeout_base_s: float = SYNTH_TIMEOUT_BASE_S,
+        start_timeout_s: float = START_TIMEOUT_S,
+        attempts: int = ATTEMPTS,
+    ) -> None:
+        self._command = tuple(worker_command)
+        self._config = _Config(voice=voice, rate_wpm=int(rate_wpm), volume=float(volume))
+        self._timeout_base_s = timeout_base_s
+        self._attempts = attempts
+        self._pool = _pool(self._command, start_timeout_s)
+        self._info = engine_info(self._command, start_timeout_s=start_timeout_s)
+        self.version = self._info.version
+        self.parallelism = self._pool.size
+        self.retries = 0
+        """How many times a synthesis was retried in a fresh worker (for tests and reports)."""
+
+    def list_voices(self) -> list[VoiceInfo]:
+        return list(self._info.voices)
+
+    def synthesize(self, text: str) -> Clip:
+        if not text.strip():
+            # runAndWait with nothing queued hangs forever: never send blank text.
+            return Clip(np.zeros(0, dtype=np.float32), self.sample_rate_hz)
+        message = {
+            "op": "synth",
+            "voice": self._config.voice,
+            "rate_wpm": self._config.rate_wpm,
+            "volume": self._config.volume,
+            "text": text,
+            "timeout_s": self._timeout_base_s + SYNTH_TIMEOUT_PER_CHAR_S * len(text),
+        }
+        # The parent waits a little longer than the worker, so a worker-side
+        # timeout is reported as such; a runAndWait that never returns is caught here.
+        timeout_s = message["timeout_s"] + 5.0
+        problems: list[str] = []
+        for attempt in range(self._attempts):
+            if attempt:
+                self.retries += 1
+            try:
+                worker = self._pool.acquire(self._config)
+                worker.config = self._config
+                reply = worker.request(message, timeout_s)
+            except _WorkerGone as exc:
+                problems.append(str(exc))
+                continue
+            if not reply.get("ok"):
+                # Whatever went wrong (timeout, lost file, dropped setting), the
+                # worker's pyttsx3 state is suspect: never reuse it.
+                worker.kill()
+                problems.append(f"{reply.get('kind')}: {reply.get('message')}")
+                continue
+            self._pool.release(worker)
+            samples = np.frombuffer(reply["samples"], dtype=np.float32)
+            rate_hz = int(reply["sample_rate_hz"])
+            if rate_hz != self.sample_rate_hz:
+                raise SpeechEngineError(f"pyttsx3 wrote {rate_hz} Hz audio, expected {self.sample_rate_hz} Hz")
+            return Clip(samples, rate_hz)
+        raise SpeechEngineError(
+            f"pyttsx3 failed {self._attempts} times to speak {text[:60]!r}: " + " | ".join(problems)
+        )
+
+    def close(self) -> None:
+        """Nothing of its own to release: workers belong to the shared pool."""
+        return None

@@ -1,1 +1,53 @@
-"""Voice: speech engines, text normalization, trimming and the clip cache."""
+"""Voice: speech engines, text normalization, trimming and the clip cache.
+
+    cue text --normalize--> spoken text --engine--> raw speech --trim--> Clip (cached on disk)
+
+Public API (the contract with the planner, exporter and player):
+
+- ``open_voice(spec, use_cache=True) -> Voice`` with ``.spec``,
+  ``.sample_rate_hz``, ``.clip(text)``, ``.measure_s(text)`` and
+  ``.prefetch(texts, progress=None)``;
+- ``list_voices(engine="pyttsx3", language=None) -> list[VoiceInfo]``;
+- ``validate_voice(spec) -> VoiceSpec`` (voice resolved to its id, ranges checked);
+- ``normalize_for_speech(text)``, ``trim_silence(clip)``.
+
+Errors: ``SpeechEngineError`` (no libespeak-ng, engine failure) and
+``UsageError`` (unknown voice with close matches, rate/volume out of range).
+"""
+
+from coach.voice.clips import Voice, make_engine, open_voice
+from coach.voice.engine import (
+    RATE_MAX_WPM,
+    RATE_MIN_WPM,
+    VOLUME_MAX,
+    VOLUME_MIN,
+    EstimateEngine,
+    SpeechEngine,
+    VoiceInfo,
+    estimate_speech_s,
+)
+from coach.voice.normalize import normalize_for_speech
+from coach.voice.specs import ENGINES, list_voices, resolve_voice, validate_voice
+from coach.voice.trim import DEFAULT_TRIM, TrimSettings, trim_silence
+
+__all__ = [
+    "DEFAULT_TRIM",
+    "ENGINES",
+    "RATE_MAX_WPM",
+    "RATE_MIN_WPM",
+    "VOLUME_MAX",
+    "VOLUME_MIN",
+    "EstimateEngine",
+    "SpeechEngine",
+    "TrimSettings",
+    "Voice",
+    "VoiceInfo",
+    "estimate_speech_s",
+    "list_voices",
+    "make_engine",
+    "normalize_for_speech",
+    "open_voice",
+    "resolve_voice",
+    "trim_silence",
+    "validate_voice",
+]

@@ -1,0 +1,153 @@
+"""A disk cache of trimmed speech clips, safe against crashes and concurrent writers.
+
+Each entry is one file named by the SHA-256 of everything that changes the
+audio (engine and library versions, voice, rate, volume, spoken text, trim
+settings). The file carries its own checksum, so a corrupt or truncated
+entry reads as a miss and is synthesized again. Entries are written to a
+temporary file in the same folder and renamed into place (``os.replace`` is
+atomic): a reader sees a whole old entry or a whole new one, never a mix,
+and two processes writing the same entry both leave a valid file.
+
+The folder is ``platformdirs.user_cache_dir("coach")/voice``, or
+``$COACH_CACHE_DIR/voice`` when that variable is set (tests use it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import numpy as np
+
+from coach.audio.clip import Clip
+
+MAGIC = b"COACHCLIP1\n"
+_HEADER_LEN = struct.Struct("<I")
+FORMAT_VERSION = 1
+
+Outcome = Literal["hit", "miss", "corrupt"]
+
+
+def default_cache_dir() -> Path:
+    """Where voice clips are cached: ``$COACH_CACHE_DIR/voice`` or the user cache folder."""
+    override = os.environ.get("COACH_CACHE_DIR")
+    if override:
+        return Path(override) / "voice"
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("coach")) / "voice"
+
+
+def cache_key(parts: Mapping[str, Any]) -> str:
+    """Hex SHA-256 of ``parts`` (JSON, sorted keys): the same inputs give the same key."""
+    blob = json.dumps({"format": FORMAT_VERSION, **parts}, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def encode_entry(clip: Clip) -> bytes:
+    """The bytes of a cache file holding ``clip``."""
+    payload = np.ascontiguousarray(clip.samples, dtype="<f4").tobytes()
+    header = json.dumps(
+        {
+            "sample_rate_hz": clip.sample_rate_hz,
+            "frames": len(clip.samples),
+            "sha256": hashlib.sha256(payload).hexdigest(),
+        }
+    ).encode("utf-8")
+    return MAGIC + _HEADER_LEN.pack(len(header)) + header + payload
+
+
+def decode_entry(data: bytes) -> Clip | None:
+    """The clip in a cache file's bytes, or None if they are not a whole, intact entry."""
+    if not data.startswith(MAGIC) or len(data) < len(MAGIC) + _HEADER_LEN.size:
+        return None
+    offset = len(MAGIC)
+    (header_len,) = _HEADER_LEN.unpack_from(data, offset)
+    offset += _HEADER_LEN.size
+    try:
+        header = json.loads(data[offset : offset + header_len].decode("utf-8"))
+        rate_hz = int(header["sample_rate_hz"])
+        frames = int(header["frames"])
+        digest = str(header["sha256"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    payload = data[offset + header_len :]
+    if rate_hz <= 0 or len(payload) != frames * 4 or hashlib.sha256(payload).hexdigest() != digest:
+        return None
+    return Clip(np.frombuffer(payload, dtype="<f4").astype(np.float32), rate_hz)
+
+
+@dataclass
+class CacheStats:
+    """What the cache did, for tests and progress reports."""
+
+    hits: int = 0
+    misses: int = 0
+    corrupt: int = 0
+    writes: int = 0
+    write_errors: list[str] = field(default_factory=list)
+
+
+class ClipCache:
+    """Clips on disk under ``directory``, one checksummed file per key."""
+
+    def __init__(self, directory: Path | str | None = None) -> None:
+        self.directory = Path(directory) if directory is not None else default_cache_dir()
+        self.stats = CacheStats()
+
+    def path_for(self, key: str) -> Path:
+        return self.directory / key[:2] / f"{key}.clip"
+
+    def lookup(self, key: str) -> tuple[Clip | None, Outcome]:
+        """The cached clip and "hit", or None and "miss" / "corrupt" (to be re-synthesized)."""
+        path = self.path_for(key)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            self.stats.misses += 1
+            return None, "miss"
+        except OSError:
+            # Unreadable (permissions, I/O error): synthesize instead of failing the session.
+            self.stats.corrupt += 1
+            return None, "corrupt"
+        clip = decode_entry(data)
+        if clip is None:
+            # Not deleted: another process may be renaming a good entry into
+            # place right now. The re-synthesized clip replaces it atomically.
+            self.stats.corrupt += 1
+            return None, "corrupt"
+        self.stats.hits += 1
+        return clip, "hit"
+
+    def get(self, key: str) -> Clip | None:
+        return self.lookup(key)[0]
+
+    def put(self, key: str, clip: Clip) -> bool:
+        """Store ``clip`` atomically; False (and noted in stats) if the cache cannot be written."""
+        path = self.path_for(key)
+        temp_name: str | None = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{key[:16]}.", suffix=".tmp")
+            with os.fdopen(fd, "wb") as out:
+                out.write(encode_entry(clip))
+            os.replace(temp_name, path)
+            temp_name = None
+        except OSError as exc:
+            # A cache that cannot be written (read-only, full disk) only costs speed.
+            self.stats.write_errors.append(f"{path}: {exc}")
+            return False
+        finally:
+            if temp_name is not None:
+                try:
+                    os.unlink(temp_name)
+                except OSError:
+                    pass
+        self.stats.writes += 1
+        return True

@@ -1,0 +1,227 @@
+"""Voice: cue text in, trimmed and cached speech clip out.
+
+One path for every consumer (planner's meter, exporter, player):
+
+    text --normalize--> spoken text --cache?--> engine.synthesize --trim--> cache.put --> Clip
+
+``Voice.measure_s(text)`` is exactly ``Voice.clip(text).duration_s``: the
+planner times the same clip that is later rendered.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from typing import Callable, Iterable
+
+import numpy as np
+
+from coach.audio.clip import Clip
+from coach.timeline import VoiceSpec
+from coach.voice.cache import CacheStats, ClipCache, cache_key
+from coach.voice.engine import EstimateEngine, SpeechEngine
+from coach.voice.normalize import normalize_for_speech
+from coach.voice.specs import validate_voice
+from coach.voice.trim import DEFAULT_TRIM, TrimSettings, trim_silence
+
+Progress = Callable[[int, int], None]
+
+MEMORY_LIMIT_FRAMES = 4_000_000
+"""Clips kept in memory when a disk cache backs them (~16 MB, ~3 min of speech at 22050 Hz)."""
+
+
+class Voice:
+    """Speech clips for one validated voice spec."""
+
+    def __init__(
+        self,
+        spec: VoiceSpec,
+        engine: SpeechEngine,
+        *,
+        cache: ClipCache | None = None,
+        trim: TrimSettings = DEFAULT_TRIM,
+    ) -> None:
+        self.spec = spec
+        self.engine = engine
+        self.sample_rate_hz = engine.sample_rate_hz
+        self.trim = trim
+        # Estimates are free to recompute and carry no speech to trim or cache.
+        self.cache = cache if engine.exact else None
+        self.synthesized = 0
+        """How many clips this Voice asked the engine for (cache misses)."""
+        self._memory: OrderedDict[str, Clip] = OrderedDict()
+        self._memory_frames = 0
+        # Without a disk cache, memory is the only place a prefetched clip can
+        # live, and measure_s/clip must agree: keep everything.
+        self._memory_limit = MEMORY_LIMIT_FRAMES if self.cache is not None else None
+        self._lock = threading.Lock()
+
+    @property
+    def stats(self) -> CacheStats:
+        """Hits, misses and corrupt entries seen by this Voice's cache (zeros without one)."""
+        return self.cache.stats if self.cache is not None else CacheStats()
+
+    def key_for(self, spoken: str) -> str:
+        """Cache key of the clip for already-normalized ``spoken`` text."""
+        return cache_key(
+            {
+                "engine": self.engine.name,
+                "engine_version": self.engine.version,
+                "sample_rate_hz": self.engine.sample_rate_hz,
+                "voice": self.spec.voice,
+                "rate_wpm": self.spec.rate_wpm,
+                "volume": self.spec.volume,
+                "text": spoken,
+                "trim": self.trim.key(),
+            }
+        )
+
+    def clip(self, text: str) -> Clip:
+        """Trimmed speech for the cue text ``text`` (an empty clip for blank text)."""
+        spoken = normalize_for_speech(text)
+        if not spoken:
+            # Never ask the engine for nothing: pyttsx3's runAndWait would hang.
+            return Clip(np.zeros(0, dtype=np.float32), self.sample_rate_hz)
+        remembered = self._recall(spoken)
+        if remembered is not None:
+            return remembered
+        clip = self._load_or_synthesize(spoken)
+        self._remember(spoken, clip)
+        return clip
+
+    def measure_s(self, text: str) -> float:
+        """Spoken length of ``text`` in seconds: ``clip(text).duration_s``."""
+        return self.clip(text).duration_s
+
+    def prefetch(self, texts: Iterable[str], progress: Progress | None = None) -> None:
+        """Make every clip of ``texts`` ready, synthesizing misses in parallel (one per core).
+
+        ``progress(done, total)`` counts distinct spoken texts and is called
+        from this thread.
+        """
+        spoken_texts = list(dict.fromkeys(s for s in map(normalize_for_speech, texts) if s))
+        total = len(spoken_texts)
+        done = 0
+        missing: list[str] = []
+        for spoken in spoken_texts:
+            if self._recall(spoken) is not None:
+                done += 1
+            elif self.cache is not None and self._lookup(spoken) is not None:
+                done += 1
+            else:
+                missing.append(spoken)
+                continue
+            if progress:
+                progress(done, total)
+        workers = min(self.engine.parallelism, len(missing))
+        if workers <= 1:
+            for spoken in missing:
+                self._prefetched(spoken, self._synthesize_and_store(spoken))
+                done += 1
+                if progress:
+                    progress(done, total)
+            return
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="coach-voice") as pool:
+            pending = {pool.submit(self._synthesize_and_store, spoken): spoken for spoken in missing}
+            try:
+                while pending:
+                    finished, _ = wait(pending, return_when=FIRST_EXCEPTION)
+                    for future in finished:
+                        spoken = pending.pop(future)
+                        self._prefetched(spoken, future.result())
+                        done += 1
+                        if progress:
+                            progress(done, total)
+            except BaseException:
+                for future in pending:
+                    future.cancel()
+                raise
+
+    def close(self) -> None:
+        self.engine.close()
+        with self._lock:
+            self._memory.clear()
+            self._memory_frames = 0
+
+    def __enter__(self) -> Voice:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- internals -------------------------------------------------------
+
+    def _lookup(self, spoken: str) -> Clip | None:
+        if self.cache is None:
+            return None
+        clip, _outcome = self.cache.lookup(self.key_for(spoken))
+        return clip
+
+    def _load_or_synthesize(self, spoken: str) -> Clip:
+        cached = self._lookup(spoken)
+        if cached is not None:
+            return cached
+        return self._synthesize_and_store(spoken)
+
+    def _synthesize_and_store(self, spoken: str) -> Clip:
+        raw = self.engine.synthesize(spoken)
+        with self._lock:
+            self.synthesized += 1
+        if not self.engine.exact:
+            return raw
+        clip = trim_silence(raw, self.trim)
+        if self.cache is not None:
+            self.cache.put(self.key_for(spoken), clip)
+        return clip
+
+    def _prefetched(self, spoken: str, clip: Clip) -> None:
+        # With a disk cache the clip is safe there; memory stays flat however many cues.
+        if self.cache is None:
+            self._remember(spoken, clip)
+
+    def _recall(self, spoken: str) -> Clip | None:
+        with self._lock:
+            clip = self._memory.get(spoken)
+            if clip is not None:
+                self._memory.move_to_end(spoken)
+            return clip
+
+    def _remember(self, spoken: str, clip: Clip) -> None:
+        with self._lock:
+            if spoken in self._memory:
+                return
+            self._memory[spoken] = clip
+            self._memory_frames += len(clip.samples)
+            if self._memory_limit is None:
+                return
+            while self._memory_frames > self._memory_limit and len(self._memory) > 1:
+                _, dropped = self._memory.popitem(last=False)
+                self._memory_frames -= len(dropped.samples)
+
+
+def make_engine(spec: VoiceSpec) -> SpeechEngine:
+    """The engine for an already validated ``spec``."""
+    if spec.engine == "estimate":
+        return EstimateEngine(rate_wpm=spec.rate_wpm)
+    from coach.voice.pyttsx3_engine import Pyttsx3Engine
+
+    return Pyttsx3Engine(spec.voice, spec.rate_wpm, spec.volume)
+
+
+def open_voice(
+    spec: VoiceSpec,
+    *,
+    use_cache: bool = True,
+    cache: ClipCache | None = None,
+    trim: TrimSettings = DEFAULT_TRIM,
+) -> Voice:
+    """A ``Voice`` for ``spec`` after validating it (UsageError, SpeechEngineError).
+
+    ``use_cache=False`` bypasses the disk cache (``--no-cache``); ``cache``
+    picks another cache folder than the default.
+    """
+    resolved = validate_voice(spec)
+    engine = make_engine(resolved)
+    clip_cache = (cache or ClipCache()) if use_cache else None
+    return Voice(resolved, engine, cache=clip_cache, trim=trim)

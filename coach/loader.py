@@ -24,6 +24,7 @@ from coach.errors import InputFileError, RoutineInvalid, UsageError
 from coach.model import Routine
 
 MAX_FILE_BYTES = 1_000_000
+MAX_VALUES = 200_000
 ROUTINE_SUFFIXES = (".yaml", ".yml", ".json")
 
 
@@ -157,8 +158,21 @@ def read_text(path: Path, display: str | None = None, *, max_bytes: int = MAX_FI
     return text
 
 
-def parse_document(text: str, name: str) -> Any:
-    """Parse YAML (or JSON) keeping line/column information on maps and lists."""
+def parse_document(text: str, name: str, *, json_only: bool = False) -> Any:
+    """Parse YAML (or JSON) keeping line/column information on maps and lists.
+
+    YAML 1.2 reads JSON too, but more leniently (trailing commas, comments), so
+    a ``.json`` file is first checked by the strict JSON parser.
+    """
+    if json_only:
+        import json
+
+        try:
+            json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputFileError(f"{name}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
+        except RecursionError:
+            raise InputFileError(f"{name}: the document is nested too deeply") from None
     from ruamel.yaml import YAML
     from ruamel.yaml.error import MarkedYAMLError, YAMLError
     from ruamel.yaml.reader import ReaderError
@@ -177,8 +191,12 @@ def parse_document(text: str, name: str) -> Any:
         line, col = before.count("\n") + 1, exc.position - (before.rfind("\n") + 1) + 1
         char = exc.character if isinstance(exc.character, str) else chr(exc.character)
         raise InputFileError(f"{name}:{line}:{col}: character U+{ord(char):04X} is not allowed here") from None
-    except (YAMLError, RecursionError, ValueError) as exc:
+    except RecursionError:
+        raise InputFileError(f"{name}: the document is nested too deeply") from None
+    except (YAMLError, ValueError) as exc:
         raise InputFileError(f"{name}: invalid YAML/JSON: {_one_line(str(exc))}") from None
+    if not docs:
+        raise InputFileError(f"{name}: the file has nothing but comments")
     if len(docs) != 1:
         raise InputFileError(f"{name}: expected one document, found {len(docs)}")
     return docs[0]
@@ -192,7 +210,7 @@ def load_file(path: Path, display: str | None = None) -> Routine:
     """Load and validate one routine file."""
     name = display or str(path)
     text = read_text(Path(path), name)
-    doc = parse_document(text, name)
+    doc = parse_document(text, name, json_only=Path(path).suffix.lower() == ".json")
     return validate_document(doc, name)
 
 
@@ -202,9 +220,15 @@ def validate_document(doc: Any, name: str) -> Routine:
         found = "a list" if isinstance(doc, list) else f"{type(doc).__name__} {doc!r}"[:60]
         raise RoutineInvalid([f"{name}:1:1: a routine file must be a mapping of keys (name, title, ...), found {found}"])
     try:
-        return Routine.model_validate(_plain(doc))
+        plain = _plain(doc, [MAX_VALUES])
     except RecursionError:
         raise RoutineInvalid([f"{name}: the document is nested too deeply"]) from None
+    except OverflowError:
+        raise RoutineInvalid(
+            [f"{name}: too many values once YAML aliases are expanded (more than {MAX_VALUES:,})"]
+        ) from None
+    try:
+        return Routine.model_validate(plain)
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
         errors = [e for e in errors if not _is_echo_of_child_error(e, errors)]
@@ -225,14 +249,21 @@ def _sort_key(problem: str, name: str) -> tuple[int, int, str]:
     return (int(match.group(1)), int(match.group(2)), problem) if match else (0, 0, problem)
 
 
-def _plain(node: Any, depth: int = 0) -> Any:
-    """ruamel's commented containers -> plain dicts/lists (pydantic wants plain data)."""
+def _plain(node: Any, budget: list[int], depth: int = 0) -> Any:
+    """ruamel's commented containers -> plain dicts/lists (pydantic wants plain data).
+
+    ``budget`` counts down the values copied: aliases can make a small file
+    expand exponentially ("billion laughs"), so expansion is bounded.
+    """
     if depth > 60:
         raise RecursionError
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise OverflowError
     if isinstance(node, dict):
-        return {str(k) if not isinstance(k, str) else k: _plain(v, depth + 1) for k, v in node.items()}
+        return {str(k) if not isinstance(k, str) else k: _plain(v, budget, depth + 1) for k, v in node.items()}
     if isinstance(node, list):
-        return [_plain(v, depth + 1) for v in node]
+        return [_plain(v, budget, depth + 1) for v in node]
     if type(node).__module__.startswith("ruamel"):
         # ScalarFloat, ScalarInt, ScalarBoolean, TaggedScalar...: back to builtins
         for kind in (bool, int, float, str):
@@ -273,6 +304,8 @@ def _locate(doc: Any, loc: tuple[Any, ...]) -> tuple[int, int] | None:
 def _path(loc: tuple[Any, ...]) -> str:
     out = ""
     for key in loc:
+        if key == "[key]":  # pydantic's marker for a bad mapping key: the key is named already
+            continue
         if isinstance(key, int):
             out += f"[{key}]"
         else:

@@ -36,6 +36,10 @@ class _Model(BaseModel):
     @field_validator("*", mode="before")
     @classmethod
     def _no_control_characters(cls, value: object) -> object:
+        if isinstance(value, bool):  # pydantic would read true as 1; no field is a boolean
+            raise ValueError(f"expected a number or text, got {str(value).lower()}")
+        if isinstance(value, float) and value != value:
+            raise ValueError("expected a number, got nan")
         if isinstance(value, str) and re.search(r"[\x00-\x08\x0b-\x1f\x7f]", value):
             raise ValueError("text contains control characters")
         return value

@@ -10,7 +10,7 @@ from typing import List, Optional
 import typer
 
 from coach.cli.app import DEFAULT_ROUTINE, LevelOpt, OutputOpt, app
-from coach.errors import CoachError, RoutineInvalid, UsageError
+from coach.errors import InputFileError, RoutineInvalid, UsageError
 
 
 def check_level(level: str) -> str:
@@ -76,7 +76,7 @@ def validate_cmd(
             bad += 1
             for problem in exc.problems:
                 print(f"coach: error: {problem}", file=sys.stderr)
-        except CoachError as exc:
+        except InputFileError as exc:
             bad += 1
             print(f"coach: error: {exc.message}", file=sys.stderr)
         else:

@@ -1,0 +1,167 @@
+"""The speaker: the only module that talks to simpleaudio (imported only when playing).
+
+simpleaudio opens a new ALSA/CoreAudio/WinMM stream for every ``play_buffer``
+call, with a fixed ~100 ms device buffer, and drains and closes it at the end.
+Chaining one ``play_buffer`` per block therefore leaves a gap at every joint
+(~50 ms measured with ``wait_done``), lets the output go idle (Bluetooth then
+clips the next syllable) and, on a device that cannot mix, fails with "Device
+or resource busy" if two overlap.
+
+What it does give us: it reads the caller's buffer *lazily*, in ~100 ms steps,
+through the buffer protocol, without copying it first (true of the ALSA, macOS
+and Windows back ends). So a ``Stream`` here is one ``play_buffer`` over a
+large, zero-initialised memory map that the player fills block by block a
+little ahead of the device: one continuous stream, sample-exact, with the
+output never idling between cues. Pages behind the device are handed back to
+the system so memory stays small however long the stream is; unwritten pages
+read as digital silence.
+"""
+
+from __future__ import annotations
+
+import mmap
+import sys
+from typing import Any, Protocol
+
+import numpy as np
+
+from coach.errors import AudioDeviceError
+
+NO_DEVICE = "no audio output device found"
+EXPORT_HINT = "connect speakers or headphones, or write the session to a file with `coach export`"
+
+KEEP_BEHIND_S = 30.0
+"""Audio kept in memory behind the newest block written; older pages are released."""
+
+
+class DeviceBusy(AudioDeviceError):
+    """The output device is held by another stream (a device that cannot mix)."""
+
+
+class Stream(Protocol):
+    """One continuous run of audio on the device, ``frames`` long, written ahead of playing."""
+
+    frames: int
+
+    def write(self, offset_frames: int, block: np.ndarray) -> None:
+        """Place ``block`` (float32, shape (n, channels)) at ``offset_frames``; before it is heard."""
+
+    def start(self, skip_frames: int = 0) -> None:
+        """Start playing now from ``skip_frames``; raises AudioDeviceError (DeviceBusy) on failure."""
+
+    def stop(self) -> None:
+        """Silence it now (within the ~0.1 s the device already holds)."""
+
+    def is_playing(self) -> bool:
+        """True from start until the device has played the end (or the stream stopped or failed)."""
+
+
+class AudioSink(Protocol):
+    """An output that plays streams."""
+
+    sample_rate_hz: int
+    channels: int
+
+    def open_stream(self, frames: int) -> Stream:
+        """A new silent stream of ``frames`` frames, not started."""
+
+
+def to_int16(block: np.ndarray) -> np.ndarray:
+    """Float samples in [-1, 1] to int16, the only place audio leaves float32."""
+    return np.round(np.clip(block, -1.0, 1.0) * 32767.0).astype(np.int16)
+
+
+class SimpleaudioSink:
+    """The computer's default audio output, through simpleaudio."""
+
+    def __init__(self, sample_rate_hz: int = 44100, channels: int = 2) -> None:
+        self.sample_rate_hz = sample_rate_hz
+        self.channels = channels
+
+    def open_stream(self, frames: int) -> SimpleaudioStream:
+        return SimpleaudioStream(frames, self.sample_rate_hz, self.channels)
+
+
+class SimpleaudioStream:
+    """One ``play_buffer`` over a lazily filled memory map (see the module docstring)."""
+
+    def __init__(self, frames: int, sample_rate_hz: int, channels: int) -> None:
+        self.frames = max(1, int(frames))
+        self.sample_rate_hz = sample_rate_hz
+        self.channels = channels
+        self._frame_bytes = 2 * channels
+        size = self.frames * self._frame_bytes
+        if sys.platform == "win32":
+            self._map = mmap.mmap(-1, size)
+        else:
+            # Private anonymous pages: untouched ones cost nothing and read as zeros;
+            # MADV_DONTNEED returns written ones to the system (and they read as zeros again).
+            self._map = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        self._samples = np.frombuffer(self._map, dtype=np.int16).reshape(self.frames, channels)
+        self._released_to = 0  # bytes before this offset have been handed back
+        self._written_from: int | None = None
+        self._written_to = 0
+        self._play: Any = None
+
+    def write(self, offset_frames: int, block: np.ndarray) -> None:
+        end = min(self.frames, offset_frames + len(block))
+        if end <= offset_frames:
+            return
+        self._samples[offset_frames:end] = to_int16(block[: end - offset_frames])
+        if self._written_from is None:
+            self._written_from = offset_frames
+        self._written_to = max(self._written_to, end)
+        self._release_before((offset_frames - int(KEEP_BEHIND_S * self.sample_rate_hz)) * self._frame_bytes)
+
+    def start(self, skip_frames: int = 0) -> None:
+        sa_module, sa_error = _simpleaudio()
+        view = memoryview(self._map)[max(0, skip_frames) * self._frame_bytes :]
+        try:
+            self._play = sa_module.play_buffer(view, self.channels, 2, self.sample_rate_hz)
+        except sa_error as exc:
+            raise device_error(exc) from None
+
+    def stop(self) -> None:
+        if self._play is not None:
+            self._play.stop()
+        # What simpleaudio has not yet copied to the device becomes silence at once;
+        # stop() alone lets up to ~0.2 s more through.
+        self._silence_all()
+
+    def is_playing(self) -> bool:
+        return self._play is not None and self._play.is_playing()
+
+    def _release_before(self, byte_offset: int) -> None:
+        page = mmap.PAGESIZE
+        end = (byte_offset // page) * page
+        if end > self._released_to and hasattr(self._map, "madvise") and sys.platform != "win32":
+            self._map.madvise(mmap.MADV_DONTNEED, self._released_to, end - self._released_to)
+            self._released_to = end
+
+    def _silence_all(self) -> None:
+        if hasattr(self._map, "madvise") and sys.platform != "win32":
+            self._map.madvise(mmap.MADV_DONTNEED, 0, len(self._map))
+        elif self._written_from is not None:
+            self._samples[self._written_from : self._written_to] = 0
+
+
+def _simpleaudio() -> tuple[Any, type[BaseException]]:
+    """simpleaudio and its error class (not exported at its top level)."""
+    try:
+        import simpleaudio
+        from simpleaudio import _simpleaudio as native
+    except ImportError as exc:  # the C extension failed to build or load
+        raise AudioDeviceError(
+            f"{NO_DEVICE}: the simpleaudio module cannot be loaded ({exc})",
+            hint="reinstall coach (simpleaudio needs a C compiler and libasound2-dev on Linux), or use `coach export`",
+        ) from None
+    return simpleaudio, native.SimpleaudioError
+
+
+def device_error(exc: BaseException) -> AudioDeviceError:
+    """A clear AudioDeviceError for simpleaudio's 'Error opening PCM device. -- CODE: -2 -- MSG: ...'."""
+    text = str(exc)
+    detail = text.split("MSG:", 1)[1].strip() if "MSG:" in text else text
+    if "busy" in text.lower():
+        return DeviceBusy(f"the audio output device is busy ({detail})", hint="close the program using it, or use `coach export`")
+    return AudioDeviceError(f"{NO_DEVICE} ({detail})" if detail else NO_DEVICE, hint=EXPORT_HINT)

@@ -1,0 +1,624 @@
+"""The live scheduler: plays a Timeline through an AudioSink, on time, with controls.
+
+Timing model. Audio goes to the device as *streams*: one continuous buffer per
+stretch of uninterrupted playing (see ``coach.playback``). Inside a stream the
+device clock places every sample, so cues cannot drift relative to each other
+and the output never idles between cues. Between streams (after a pause, a
+skip, or at a seam every ``max_stream_s``) the new stream is anchored to the
+monotonic clock: session position ``p`` is heard at ``t0 + (p - first)``.
+Blocks are rendered and written ``lookahead_s`` before they are heard, each at
+an absolute time computed from the anchor, never "after the previous sleep", so
+waking late never shifts what is heard.
+
+The clock, the sink and the source of commands are injected: the CLI passes a
+monotonic clock, the speaker and the keyboard; tests pass a fake clock that
+moves only when the player waits, a recording sink and scripted key presses.
+"""
+
+from __future__ import annotations
+
+import bisect
+import enum
+import queue
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from coach.audio.clip import Clip
+from coach.audio.render import render_blocks, resample
+from coach.errors import AudioDeviceError, Interrupted, UsageError
+from coach.playback import AudioSink, DeviceBusy, Stream
+from coach.timeline import Cue, Timeline
+
+
+class Command(enum.Enum):
+    """What the listener can ask for while a session plays."""
+
+    PAUSE = "pause"  # pause, or resume when paused
+    NEXT = "next"
+    BACK = "back"
+    REPEAT = "repeat"
+    QUIT = "quit"
+
+
+KEYS_HELP = "keys: space pause/resume · n or → next step · b or ← back to step start · r repeat · q quit"
+
+_KEYS = {
+    b" ": Command.PAUSE, b"p": Command.PAUSE,
+    b"n": Command.NEXT, b"\x1b[C": Command.NEXT, b"\x1bOC": Command.NEXT,
+    b"b": Command.BACK, b"\x1b[D": Command.BACK, b"\x1bOD": Command.BACK,
+    b"r": Command.REPEAT, b"q": Command.QUIT,
+}
+
+
+def decode_keys(data: bytes) -> list[Command]:
+    """Commands in a burst of terminal input (arrow keys arrive as escape sequences)."""
+    out: list[Command] = []
+    i = 0
+    while i < len(data):
+        if data[i : i + 3] in _KEYS:
+            out.append(_KEYS[data[i : i + 3]])
+            i += 3
+            continue
+        key = data[i : i + 1].lower()
+        if key in _KEYS:
+            out.append(_KEYS[key])
+        i += 1
+    return out
+
+
+# -- where things are in a session ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Step:
+    """A place to skip to: a chapter (intro, outro) or one set of an exercise."""
+
+    start_s: float
+    title: str
+    exercise: str | None = None
+    set: int | None = None
+    sets: int | None = None
+
+    @property
+    def label(self) -> str:
+        if self.set is not None and self.sets and self.sets > 1:
+            return f"{self.title}, set {self.set} of {self.sets}"
+        return self.title
+
+
+class SessionMap:
+    """Steps, phases and cue positions of a Timeline, for navigation and the status line."""
+
+    def __init__(self, timeline: Timeline) -> None:
+        self.timeline = timeline
+        self.cues = sorted(timeline.cues, key=lambda c: c.start_s)
+        self._starts = [c.start_s for c in self.cues]
+        self.names = {ch.exercise: ch.title for ch in timeline.chapters if ch.exercise}
+        self.steps = self._find_steps()
+        self._step_starts = [s.start_s for s in self.steps]
+        self._phases = self._find_phases()
+        self._phase_starts = [p[0] for p in self._phases]
+
+    def _find_steps(self) -> tuple[Step, ...]:
+        sets: dict[str, int] = {}
+        for cue in self.cues:
+            if cue.exercise is not None and cue.set is not None:
+                sets[cue.exercise] = max(sets.get(cue.exercise, 0), cue.set)
+        chapters = sorted(self.timeline.chapters, key=lambda c: c.start_s)
+        found: dict[float, Step] = {}
+        for ch in chapters:
+            found.setdefault(ch.start_s, Step(ch.start_s, ch.title, ch.exercise, 1 if ch.exercise else None,
+                                              sets.get(ch.exercise or "")))
+        last: tuple[str | None, int | None] | None = None
+        for cue in self.cues:
+            if cue.exercise is None or cue.set is None:
+                continue
+            key = (cue.exercise, cue.set)
+            if key != last and cue.set > 1 and not any(
+                s.exercise == cue.exercise and s.set == cue.set for s in found.values()
+            ):
+                found.setdefault(cue.start_s, Step(cue.start_s, self.names.get(cue.exercise, cue.exercise),
+                                                   cue.exercise, cue.set, sets.get(cue.exercise)))
+            last = key
+        if not found or min(found) > 0:
+            found.setdefault(0.0, Step(0.0, self.timeline.title or "start"))
+        return tuple(found[k] for k in sorted(found))
+
+    def _find_phases(self) -> list[tuple[float, float, str]]:
+        """(start_s, end_s, phase): runs of cues of one phase, each lasting until the next run."""
+        runs: list[list] = []
+        for cue in self.cues:
+            if runs and runs[-1][2] == cue.phase:
+                continue
+            runs.append([cue.start_s, None, cue.phase])
+        for i, run in enumerate(runs):
+            run[1] = runs[i + 1][0] if i + 1 < len(runs) else self.timeline.duration_s
+        return [tuple(r) for r in runs]  # type: ignore[misc]
+
+    def step_index(self, position_s: float) -> int:
+        return max(0, bisect.bisect_right(self._step_starts, position_s + 1e-6) - 1)
+
+    def step_at(self, position_s: float) -> Step:
+        return self.steps[self.step_index(position_s)]
+
+    def phase_at(self, position_s: float) -> tuple[str | None, float | None]:
+        i = bisect.bisect_right(self._phase_starts, position_s + 1e-6) - 1
+        if i < 0:
+            return None, None
+        _, end, phase = self._phases[i]
+        return phase, max(0.0, end - position_s)
+
+    def resume_point(self, position_s: float) -> float:
+        """Where to carry on from ``position_s``: the start of a cue heard only in part."""
+        i = bisect.bisect_right(self._starts, position_s + 1e-6)
+        best = position_s
+        for cue in self.cues[max(0, i - 8) : i]:
+            if cue.start_s < position_s < cue.end_s:
+                best = min(best, cue.start_s)
+        return best
+
+    def last_spoken(self, position_s: float) -> Cue | None:
+        """The last real sentence heard: counts and countdown numbers are not worth repeating."""
+        i = bisect.bisect_right(self._starts, position_s + 1e-6)
+        fallback = None
+        for cue in reversed(self.cues[:i]):
+            if cue.kind != "speech":
+                continue
+            fallback = fallback or cue
+            if not cue.optional and cue.phase != "countdown" and cue.rep is None:
+                return cue
+        return fallback
+
+    def describe(self, position_s: float) -> str:
+        """'12:03 (Bird-Dog, set 2 of 3)'."""
+        return f"{clock(position_s)} ({self.step_at(position_s).label})"
+
+    def resolve_from(self, spec: str) -> float:
+        """A --from value: MM:SS, H:MM:SS or seconds, or an exercise id or name."""
+        text = spec.strip()
+        if re.fullmatch(r"\d+(\.\d+)?|\d+:\d{1,2}(\.\d+)?|\d+:\d{1,2}:\d{1,2}(\.\d+)?", text):
+            seconds = 0.0
+            for part in text.split(":"):
+                seconds = seconds * 60 + float(part)
+            if seconds >= self.timeline.duration_s:
+                raise UsageError(f"--from: {text} is past the end of the session ({clock(self.timeline.duration_s)})")
+            return self.resume_point(seconds)
+        wanted = text.lower()
+        for ch in self.timeline.chapters:
+            if wanted in ((ch.exercise or "").lower(), ch.title.lower()):
+                return ch.start_s
+        matches = [ch for ch in self.timeline.chapters if wanted in ch.title.lower()]
+        if len(matches) == 1:
+            return matches[0].start_s
+        choices = ", ".join(ch.exercise or ch.title for ch in self.timeline.chapters)
+        raise UsageError(f"--from: no exercise {spec!r} in this session", hint=f"choose one of: {choices}, or MM:SS")
+
+
+def clock(seconds: float) -> str:
+    """12:05 or 1:02:05."""
+    total = int(seconds)
+    h, rest = divmod(total, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+# -- clock and commands ---------------------------------------------------------
+
+
+class Clock(Protocol):
+    """Seconds on a clock that never jumps (monotonic)."""
+
+    def now_s(self) -> float: ...
+
+
+class MonotonicClock:
+    """The real clock."""
+
+    def now_s(self) -> float:
+        return time.monotonic()
+
+
+class Inbox(Protocol):
+    """Where commands come from: waits until one arrives or the clock reaches ``until_s``."""
+
+    def get(self, until_s: float) -> Command | None: ...
+
+
+class QueueInbox:
+    """Commands put by another thread (the keyboard reader), waited for on the real clock."""
+
+    MAX_WAIT_S = 0.1  # bounded so that Ctrl-C is handled promptly everywhere
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.queue: queue.Queue[Command] = queue.Queue()
+
+    def put(self, command: Command) -> None:
+        self.queue.put(command)
+
+    def get(self, until_s: float) -> Command | None:
+        timeout = min(until_s - self.clock.now_s(), self.MAX_WAIT_S)
+        try:
+            return self.queue.get(timeout=timeout) if timeout > 0 else self.queue.get_nowait()
+        except queue.Empty:
+            return None
+
+
+# -- the player -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlayerOptions:
+    """Tuning of the scheduler; the defaults suit a real device."""
+
+    sample_rate_hz: int = 44100
+    block_s: float = 0.5
+    """Length of one rendered block."""
+    lookahead_s: float = 1.5
+    """How long before it is heard a block is written to the stream."""
+    preroll_s: float = 0.4
+    """Inaudible silence leading each new stream: wakes a Bluetooth output before the first syllable."""
+    max_stream_s: float = 1800.0
+    """Longest stream; a longer session is cut into streams at silent moments."""
+    seam_gap_s: float = 0.2
+    """Silence left out between two streams at a seam, so a device that cannot mix is free again."""
+    status_interval_s: float = 0.5
+    repeat_gap_s: float = 0.4
+    """Silence between a repeated cue and the session carrying on."""
+    busy_retry_s: float = 1.0
+    """How long to keep retrying a device that is busy at a seam."""
+    gain_db: float = 0.0
+
+
+@dataclass(frozen=True)
+class Status:
+    """Where the session is, for the status line and the history."""
+
+    position_s: float
+    duration_s: float
+    paused: bool
+    step: Step
+    phase: str | None
+    phase_left_s: float | None
+    event: str = "tick"
+    """tick, start, pause, resume, next, back, repeat, seam, finish, quit."""
+
+    @property
+    def left_s(self) -> float:
+        return max(0.0, self.duration_s - self.position_s)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a session ended (when it did not raise)."""
+
+    finished: bool
+    position_s: float
+    late_blocks: int
+    """Blocks written after they were due: the device played silence instead of them."""
+    streams: int
+    """Device streams opened for the session (1 + pauses, skips, repeats and seams)."""
+
+
+@dataclass
+class _Playing:
+    """One stream of session audio and where it sits on the clock."""
+
+    stream: Stream
+    pre_frames: int
+    first_frame: int
+    last_frame: int
+    blocks: Iterator[np.ndarray]
+    next_frame: int
+    t0_s: float = 0.0
+    """Clock time at which stream offset 0 is heard."""
+    started: bool = False
+    stopped: bool = False
+
+
+@dataclass
+class _Seam:
+    """The next stream of a long session: where it starts and when it is due."""
+
+    first_frame: int
+    planned_s: float
+    retry_s: float
+    give_up_s: float | None = None
+
+
+@dataclass
+class _State:
+    paused_at_s: float | None = None
+    late_blocks: int = 0
+    streams: int = 0
+    announcements: list[Stream] = field(default_factory=list)
+
+
+class Player:
+    """Plays one Timeline to the end (or until quit), honouring commands from ``inbox``."""
+
+    def __init__(
+        self,
+        timeline: Timeline,
+        clip_for: Callable[[Cue], Clip],
+        sink: AudioSink,
+        clock: Clock,
+        inbox: Inbox,
+        *,
+        say: Callable[[str], Clip] | None = None,
+        on_status: Callable[[Status], None] | None = None,
+        options: PlayerOptions = PlayerOptions(),
+    ) -> None:
+        self.timeline = timeline
+        self.map = SessionMap(timeline)
+        self.clip_for = clip_for
+        self.sink = sink
+        self.clock = clock
+        self.inbox = inbox
+        self.say = say
+        self.on_status = on_status or (lambda status: None)
+        self.options = options
+        self.rate_hz = options.sample_rate_hz
+        self.end_frame = self._frame(timeline.duration_s)
+        self._cur: _Playing | None = None
+        self._seam: _Seam | None = None
+        self._state = _State()
+
+    def run(self, start_s: float = 0.0) -> Outcome:
+        """Play from ``start_s``; return at the end or on quit.
+
+        Raises ``Interrupted`` on Ctrl-C (after silencing the device) and
+        ``AudioDeviceError`` if the device fails; both carry ``position_s``.
+        """
+        try:
+            self._start(self._frame(min(max(0.0, start_s), self.timeline.duration_s)), self._preroll())
+            self._emit("start")
+            return self._loop()
+        except KeyboardInterrupt as exc:
+            position = self.position_s()
+            self._silence()
+            err = Interrupted(f"stopped at {self.map.describe(position)}")
+            err.position_s = position  # type: ignore[attr-defined]
+            raise err from (None if isinstance(exc, Interrupted) else exc)
+        except AudioDeviceError as exc:
+            if getattr(exc, "position_s", None) is None:
+                exc.position_s = self.position_s()  # type: ignore[attr-defined]
+            self._silence()
+            raise
+
+    def position_s(self) -> float:
+        """Session position now (while paused: where it will carry on)."""
+        if self._state.paused_at_s is not None:
+            return self._state.paused_at_s
+        cur = self._cur
+        if cur is None or not cur.started:
+            return cur.first_frame / self.rate_hz if cur else 0.0
+        frame = cur.first_frame + (self.clock.now_s() - cur.t0_s) * self.rate_hz - cur.pre_frames
+        return min(max(frame, cur.first_frame), cur.last_frame) / self.rate_hz
+
+    # -- the loop -------------------------------------------------------------
+
+    def _loop(self) -> Outcome:
+        next_status_s = self.clock.now_s() + self.options.status_interval_s
+        while True:
+            now = self.clock.now_s()
+            wake = next_status_s
+            cur = self._cur
+            if cur is not None and self._state.paused_at_s is None:
+                while cur.next_frame < cur.last_frame and self._due_s(cur) <= now:
+                    self._write_block(cur)
+                end_s = cur.t0_s + (cur.pre_frames + cur.last_frame - cur.first_frame) / self.rate_hz
+                if cur.next_frame < cur.last_frame:
+                    wake = min(wake, self._due_s(cur))
+                elif cur.last_frame < self.end_frame and self._seam is None:
+                    first = min(self.end_frame, cur.last_frame + self._frame(self.options.seam_gap_s))
+                    planned = cur.t0_s + (cur.pre_frames + first - cur.first_frame) / self.rate_hz
+                    self._seam = _Seam(first, planned, planned)
+                if self._seam is not None:
+                    if now >= self._seam.retry_s:
+                        self._start_seam(now)
+                        continue
+                    wake = min(wake, self._seam.retry_s)
+                elif cur.last_frame >= self.end_frame and cur.next_frame >= cur.last_frame and now >= end_s:
+                    # The device may still hold its last ~0.1 s when the clock says it is over.
+                    if not cur.stream.is_playing() or now >= end_s + 0.5:
+                        self._emit("finish", self.timeline.duration_s)
+                        return self._outcome(True, self.timeline.duration_s)
+                    wake = min(wake, now + 0.02)
+                else:
+                    wake = min(wake, end_s)
+                if not cur.stream.is_playing() and now < end_s - 0.5:
+                    raise AudioDeviceError(
+                        "the audio output device stopped playing",
+                        hint="check the speaker or headphones, or write the session to a file with `coach export`",
+                    )
+            if now >= next_status_s:
+                self._emit("tick")
+                next_status_s = now + self.options.status_interval_s
+                wake = min(wake, next_status_s)
+            command = self.inbox.get(wake)
+            if command is not None:
+                outcome = self._handle(command)
+                if outcome is not None:
+                    return outcome
+
+    def _outcome(self, finished: bool, position_s: float) -> Outcome:
+        return Outcome(finished, position_s, self._state.late_blocks, self._state.streams)
+
+    def _due_s(self, cur: _Playing) -> float:
+        offset = cur.pre_frames + cur.next_frame - cur.first_frame
+        return cur.t0_s + offset / self.rate_hz - self.options.lookahead_s
+
+    def _write_block(self, cur: _Playing) -> None:
+        block = next(cur.blocks)
+        offset = cur.pre_frames + cur.next_frame - cur.first_frame
+        if cur.started and self.clock.now_s() > cur.t0_s + offset / self.rate_hz:
+            self._state.late_blocks += 1
+        cur.stream.write(offset, block)
+        cur.next_frame += len(block)
+
+    # -- streams --------------------------------------------------------------
+
+    def _frame(self, seconds: float) -> int:
+        return int(round(seconds * self.rate_hz))
+
+    def _preroll(self) -> np.ndarray:
+        return np.zeros(self._frame(self.options.preroll_s), dtype=np.float32)
+
+    def _open(self, first_frame: int, preamble: np.ndarray) -> _Playing:
+        """A stream holding ``preamble`` then the session from ``first_frame``, first block written."""
+        last_frame = self._stream_end(first_frame)
+        channels = self.sink.channels
+        stream = self.sink.open_stream(len(preamble) + last_frame - first_frame)
+        if len(preamble):
+            stream.write(0, np.repeat(preamble[:, None], channels, axis=1))
+        blocks = render_blocks(
+            self.timeline, self.clip_for, sample_rate_hz=self.rate_hz, channels=channels,
+            block_s=self.options.block_s, start_s=first_frame / self.rate_hz,
+            end_s=last_frame / self.rate_hz, gain_db=self.options.gain_db,
+        )
+        cur = _Playing(stream, len(preamble), first_frame, last_frame, blocks, first_frame)
+        self._seam = None
+        if first_frame < last_frame:
+            self._write_block(cur)  # the device must not start on an empty buffer
+        return cur
+
+    def _start(self, first_frame: int, preamble: np.ndarray) -> None:
+        cur = self._open(first_frame, preamble)
+        cur.t0_s = self.clock.now_s()
+        cur.stream.start(0)
+        cur.started = True
+        self._cur = cur
+        self._state.streams += 1
+
+    def _start_seam(self, now: float) -> None:
+        """Carry on after a seam exactly where the clock says, skipping the silence we are late by."""
+        seam = self._seam
+        assert seam is not None
+        cur = self._open(seam.first_frame, np.zeros(0, np.float32))
+        late_frames = self._frame(self.clock.now_s() - seam.planned_s)
+        skip = min(max(0, late_frames), cur.next_frame - cur.first_frame)
+        try:
+            cur.t0_s = self.clock.now_s() - skip / self.rate_hz
+            cur.stream.start(skip)
+        except DeviceBusy:
+            # A device that cannot mix may still be closing the last stream: try again shortly.
+            if seam.give_up_s is None:
+                seam.give_up_s = now + self.options.busy_retry_s
+            if now >= seam.give_up_s:
+                raise
+            seam.retry_s = now + 0.01
+            self._seam = seam
+            return
+        cur.started = True
+        self._cur = cur
+        self._state.streams += 1
+        self._emit("seam")
+
+    def _stream_end(self, first_frame: int) -> int:
+        """Where a stream starting at ``first_frame`` ends: the session end or a silent seam."""
+        limit = first_frame + self._frame(self.options.max_stream_s)
+        if limit >= self.end_frame:
+            return self.end_frame
+        gap = self.options.seam_gap_s
+        best = None
+        covered_to = first_frame / self.rate_hz
+        for cue in self.map.cues:
+            if cue.start_s >= limit / self.rate_hz + gap:
+                break
+            if cue.start_s - covered_to > gap + 0.1 and self._frame(covered_to + 0.05) <= limit:
+                best = covered_to + 0.05
+            covered_to = max(covered_to, cue.end_s)
+        if best is None or self._frame(best) <= first_frame:
+            return limit
+        return self._frame(best)
+
+    def _silence(self) -> None:
+        """Stop every sound now (Ctrl-C, quit, pause, device error)."""
+        cur = self._cur
+        if cur is not None and not cur.stopped:
+            cur.stream.stop()
+            cur.stopped = True
+        self._seam = None
+        for stream in self._state.announcements:
+            stream.stop()
+        self._state.announcements.clear()
+
+    def _announce(self, samples: np.ndarray) -> None:
+        """Play a short sound outside the session (while paused)."""
+        samples = np.concatenate([self._preroll(), samples])
+        stream = self.sink.open_stream(len(samples))
+        stream.write(0, np.repeat(samples[:, None], self.sink.channels, axis=1))
+        stream.start(0)
+        self._state.announcements.append(stream)
+        self._state.streams += 1
+
+    def _at_rate(self, clip: Clip) -> np.ndarray:
+        return resample(clip.samples, clip.sample_rate_hz, self.rate_hz)
+
+    # -- commands -------------------------------------------------------------
+
+    def _handle(self, command: Command) -> Outcome | None:
+        state = self._state
+        paused = state.paused_at_s is not None
+        position = self.position_s()
+        if command is Command.QUIT:
+            self._silence()
+            self._emit("quit", position)
+            return self._outcome(False, position)
+        if command is Command.PAUSE and paused:
+            self._silence()
+            state.paused_at_s = None
+            self._start(self._frame(position), self._preroll())
+            self._emit("resume")
+        elif command is Command.PAUSE:
+            self._silence()
+            state.paused_at_s = self.map.resume_point(position)
+            if self.say is not None:
+                self._announce(self._at_rate(self.say("Paused.")))
+            self._emit("pause")
+        elif command in (Command.NEXT, Command.BACK):
+            target = self._target(position, command)
+            if target is None:
+                return None
+            if paused:
+                state.paused_at_s = target
+            else:
+                self._silence()
+                self._start(self._frame(target), self._preroll())
+            self._emit(command.value, target)
+        elif command is Command.REPEAT:
+            cue = self.map.last_spoken(position)
+            if cue is None:
+                return None
+            clip = self._at_rate(self.clip_for(cue))
+            self._silence()
+            if paused:
+                self._announce(clip)
+            else:
+                gap = np.zeros(self._frame(self.options.repeat_gap_s), np.float32)
+                self._start(self._frame(self.map.resume_point(position)),
+                            np.concatenate([self._preroll(), clip, gap]))
+            self._emit("repeat")
+        return None
+
+    def _target(self, position_s: float, command: Command) -> float | None:
+        steps = self.map.steps
+        i = self.map.step_index(position_s)
+        if command is Command.NEXT:
+            return steps[i + 1].start_s if i + 1 < len(steps) else None
+        # Back: to the start of this step, or of the one before if this one has just begun.
+        if i > 0 and position_s - steps[i].start_s < 2.0:
+            return steps[i - 1].start_s
+        return steps[i].start_s
+
+    def _emit(self, event: str, position_s: float | None = None) -> None:
+        position = self.position_s() if position_s is None else position_s
+        phase, left = self.map.phase_at(position)
+        self.on_status(Status(position, self.timeline.duration_s, self._state.paused_at_s is not None,
+                              self.map.step_at(position), phase, left, event))

@@ -1,0 +1,93 @@
+"""The session history database."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from coach.errors import InputFileError, UsageError
+from coach.history import History, history_path, resume_record
+
+
+def start(h: History, source: str = "lower-back", **kw) -> int:
+    args = dict(routine="lower-back", source=source, level="standard", settings={"rate_wpm": 170},
+                duration_s=900.0)
+    args.update(kw)
+    return h.start(**args)
+
+
+def test_the_database_lives_in_coach_data_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("COACH_DATA_DIR", str(tmp_path / "data"))
+    assert history_path() == tmp_path / "data" / "history.sqlite3"
+    with History() as h:
+        start(h)
+    assert (tmp_path / "data" / "history.sqlite3").is_file()
+
+
+def test_a_session_is_recorded_from_start_to_finish(tmp_path):
+    with History(tmp_path / "h.sqlite3") as h:
+        sid = start(h)
+        h.update(sid, position_s=120.0, step="Bird-Dog, set 1 of 3")
+        rec = h.get(sid)
+        assert (rec.position_s, rec.step, rec.finished, rec.outcome, rec.ended_at) == (
+            120.0, "Bird-Dog, set 1 of 3", False, "playing", None)
+        h.end(sid, position_s=900.0, step="Finish", outcome="finished")
+        rec = h.get(sid)
+        assert rec.finished and rec.outcome == "finished" and rec.ended_at is not None
+        assert rec.settings == {"rate_wpm": 170} and rec.progress == 1.0
+
+
+def test_resume_picks_the_most_recent_unfinished_session(tmp_path):
+    with History(tmp_path / "h.sqlite3") as h:
+        a = start(h, source="a")
+        h.end(a, position_s=10.0, step=None, outcome="quit")
+        b = start(h, source="b")
+        h.end(b, position_s=900.0, step=None, outcome="finished")
+        assert resume_record(h).id == a
+        assert resume_record(h, "a").id == a
+        with pytest.raises(UsageError, match="no unfinished session of b"):
+            resume_record(h, "b")
+        h.reopen(a, duration_s=900.0, position_s=10.0, step="x")
+        assert h.get(a).outcome == "playing" and h.get(a).ended_at is None
+
+
+def test_nothing_to_resume_is_a_usage_error(tmp_path):
+    with History(tmp_path / "h.sqlite3") as h, pytest.raises(UsageError, match="no unfinished session"):
+        resume_record(h)
+
+
+def test_a_file_that_is_not_a_database_is_reported_with_its_path(tmp_path):
+    bad = tmp_path / "history.sqlite3"
+    bad.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(InputFileError, match="history.sqlite3.*not a readable SQLite database"):
+        History(bad)
+
+
+def test_a_killed_writer_leaves_the_last_committed_position(tmp_path):
+    db = tmp_path / "h.sqlite3"
+    code = textwrap.dedent(f"""
+        import sys, time
+        from coach.history import History
+        h = History({str(db)!r})
+        sid = h.start(routine="r", source="r", level="standard", settings={{}}, duration_s=100.0)
+        for i in range(1, 1000000):
+            h.update(sid, position_s=float(i), step=f"step {{i}}")
+            if i == 50:
+                print("ready", flush=True)
+            time.sleep(0.001)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    with History(db) as h:
+        (rec,) = h.recent()
+    assert rec.position_s >= 50 and rec.step == f"step {int(rec.position_s)}"
+    assert not rec.finished and rec.ended_at is None and rec.outcome == "playing"

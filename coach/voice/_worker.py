@@ -18,7 +18,7 @@ stays contained here:
   ends with ``os._exit``.
 
 Requests and replies are pickled dicts on two pipes whose fd numbers are the
-two command-line arguments. The parent enforces the overall timeout and kills
+last two command-line arguments. The parent enforces the overall timeout and kills
 this process if ``runAndWait`` itself never returns.
 """
 
@@ -56,7 +56,7 @@ def _espeak_version(espeak_module: Any) -> str:
 class _Synthesizer:
     """One pyttsx3 engine, configured once, used from this thread only."""
 
-    def __init__(self) -> None:
+    def __init__(self, workdir: str) -> None:
         import pyttsx3
 
         # Import the driver's ctypes layer first: a missing libespeak-ng shows
@@ -80,7 +80,7 @@ class _Synthesizer:
         self.engine.connect("error", self._on_error)
         self.configured: tuple[str, int, float] | None = None
         self.synthesized = 0
-        self.workdir = tempfile.mkdtemp(prefix="coach-voice-")
+        self.workdir = workdir
 
     def _on_finished(self, name: Any = None, completed: bool = True, **_: Any) -> None:
         self.completed = bool(completed)
@@ -188,9 +188,9 @@ class _Synthesizer:
                 os.unlink(path)
 
 
-def _load() -> tuple[_Synthesizer | None, dict[str, Any]]:
+def _load(workdir: str) -> tuple[_Synthesizer | None, dict[str, Any]]:
     try:
-        synth = _Synthesizer()
+        synth = _Synthesizer(workdir)
     except ModuleNotFoundError as exc:
         return None, {"ok": False, "kind": "missing-module", "message": f"cannot import {exc.name}: {exc}"}
     except (RuntimeError, OSError) as exc:
@@ -200,9 +200,9 @@ def _load() -> tuple[_Synthesizer | None, dict[str, Any]]:
     return synth, {"ok": True, "op": "ready", "pid": os.getpid()}
 
 
-def serve(requests: Connection, replies: Connection) -> None:
+def serve(requests: Connection, replies: Connection, workdir: str) -> None:
     """Answer requests until ``quit`` or until the parent goes away."""
-    synth, hello = _load()
+    synth, hello = _load(workdir)
     replies.send(hello)
     if synth is None:
         return
@@ -230,13 +230,18 @@ def serve(requests: Connection, replies: Connection) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: ``python -m coach.voice._worker REQUEST_FD REPLY_FD``."""
+    """Entry point: ``python -m coach.voice._worker WORKDIR REQUEST_FD REPLY_FD``.
+
+    WORKDIR is a private folder for the files pyttsx3 writes; the parent
+    removes it when the worker ends, even if it had to kill it.
+    """
     args = sys.argv[1:] if argv is None else argv
     _silence_stdout()
-    requests = Connection(int(args[0]), writable=False)
-    replies = Connection(int(args[1]), readable=False)
+    workdir = args[0]
+    requests = Connection(int(args[1]), writable=False)
+    replies = Connection(int(args[2]), readable=False)
     try:
-        serve(requests, replies)
+        serve(requests, replies, workdir)
     finally:
         sys.stderr.flush()
         # Skip interpreter teardown: dropping the pyttsx3 engine spams

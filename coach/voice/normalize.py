@@ -15,7 +15,7 @@ import unicodedata
 
 # Order matters: markup first, then numbers with units, then words.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-_MARKUP_CHARS = re.compile(r"[<>\[\]{}\\|^`~]+")
+_MARKUP_CHARS = re.compile(r"</|/>|[<>\[\]{}\\|^`~]+")
 _DASHES = "\u2010\u2011\u2012\u2013\u2014\u2212"  # hyphen variants, en/em dash, minus sign
 _DASH_CLASS = "\\-" + _DASHES
 

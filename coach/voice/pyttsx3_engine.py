@@ -17,6 +17,7 @@ one pyttsx3 engine configured once for one voice spec, and this module
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -35,7 +36,7 @@ ENGINE_NAME = "pyttsx3"
 SAMPLE_RATE_HZ = 22050
 """What pyttsx3's espeak driver writes (mono 16-bit 22050 Hz)."""
 
-INSTALL_HINT = "install it with `sudo apt-get install espeak-ng` (Debian/Ubuntu) or run `scripts/setup`"
+INSTALL_HINT = "install it: `sudo apt-get install espeak-ng` on Debian/Ubuntu, or run `scripts/setup`"
 
 DEFAULT_WORKER_COMMAND: tuple[str, ...] = (sys.executable, "-m", "coach.voice._worker")
 START_TIMEOUT_S = 30.0
@@ -65,9 +66,10 @@ class _Worker:
         reply_r, reply_w = os.pipe()
         # stderr goes to a file, not a pipe nobody reads (a full pipe would block the worker).
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in kill()
+        self.workdir = tempfile.mkdtemp(prefix="coach-voice-")
         try:
             self.process = subprocess.Popen(
-                [*command, str(request_r), str(reply_w)],
+                [*command, self.workdir, str(request_r), str(reply_w)],
                 pass_fds=(request_r, reply_w),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
@@ -77,6 +79,7 @@ class _Worker:
             for fd in (request_r, request_w, reply_r, reply_w):
                 os.close(fd)
             self._stderr.close()
+            shutil.rmtree(self.workdir, ignore_errors=True)
             raise SpeechEngineError(f"cannot start the speech worker {command[0]}: {exc}") from exc
         os.close(request_r)
         os.close(reply_w)
@@ -133,13 +136,16 @@ class _Worker:
                 closable.close()
             except (OSError, AttributeError):
                 pass
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 def _raise_worker_failure(reply: dict[str, Any]) -> None:
     kind = reply.get("kind")
     message = str(reply.get("message", "unknown failure"))
     if kind == "missing-library":
-        raise SpeechEngineError(f"the pyttsx3 speech engine cannot load libespeak-ng ({message})", hint=INSTALL_HINT)
+        # pyttsx3's own wording ("This means you probably do not have eSpeak...") adds nothing.
+        detail = "" if "not have eSpeak" in message else f" ({message})"
+        raise SpeechEngineError(f"no speech engine: libespeak-ng cannot be loaded{detail}", hint=INSTALL_HINT)
     if kind == "missing-module":
         raise SpeechEngineError(
             f"the pyttsx3 speech engine is not installed ({message})",
@@ -305,9 +311,9 @@ class Pyttsx3Engine:
             "text": text,
             "timeout_s": self._timeout_base_s + SYNTH_TIMEOUT_PER_CHAR_S * len(text),
         }
-        # The parent waits a little longer than the worker, so a worker-side
-        # timeout is reported as such; a runAndWait that never returns is caught here.
-        timeout_s = message["timeout_s"] + 5.0
+        # The parent waits longer than the worker, so a worker-side timeout is
+        # reported as such; a runAndWait that never returns is caught here.
+        timeout_s = message["timeout_s"] * 1.5 + 1.0
         problems: list[str] = []
         for attempt in range(self._attempts):
             if attempt:

@@ -1,0 +1,108 @@
+"""The `coach plan` command: show or write the planned session (table, json, vtt, srt, txt, labels)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from coach.cli.app import LevelOpt, OutputOpt, RateOpt, RoutineArg, VoiceOpt, VolumeOpt, app, output_is_stdout
+from coach.cuescript import FORMATS
+from coach.errors import UsageError
+from coach.model import Routine
+from coach.planner import Meter, PlanSettings
+from coach.timeline import Timeline, VoiceSpec
+
+
+@app.command("plan")
+def plan_cmd(
+    routine: str = RoutineArg,
+    level: str = LevelOpt,
+    fmt: str = typer.Option("table", "--format", "-f", help="table, json, vtt, srt, txt or labels."),
+    rest_scale: float = typer.Option(1.0, "--rest-scale", help="Multiply every rest by this (0..5)."),
+    pace: float = typer.Option(1.0, "--pace", help="Tempo scale: 1.5 makes every rep 50% slower (0.5..3)."),
+    verbosity: str = typer.Option("full", "--verbosity", help="full, or brief (no background, reminders for steps)."),
+    countdown: int = typer.Option(3, "--countdown", help="Seconds counted down before each timed start (0..10)."),
+    start_from: Optional[str] = typer.Option(None, "--from", help="Start at this exercise (id, name or number)."),
+    voice: Optional[str] = VoiceOpt,
+    rate: Optional[int] = RateOpt,
+    volume: Optional[float] = VolumeOpt,
+    engine: Optional[str] = typer.Option(
+        None, "--engine", help="pyttsx3 (measure real speech) or estimate (words per minute). Default: the routine's."
+    ),
+    output: Optional[Path] = OutputOpt,
+) -> None:
+    """Plan a session and print it: a table, or a cue script (json, vtt, srt, txt, labels) for -o FILE."""
+    from coach.cuescript import clock, write_script
+    from coach.fsutil import write_text
+    from coach.loader import load_routine
+
+    if fmt not in FORMATS:
+        raise UsageError(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
+    loaded = load_routine(routine)
+    spec = voice_spec(loaded, engine=engine, voice=voice, rate=rate, volume=volume)
+    settings = PlanSettings(level=level, rest_scale=rest_scale, pace=pace, verbosity=verbosity,
+                            countdown_s=countdown, start_at=start_from, voice=spec)
+    timeline = plan_with_voice(loaded, settings, sound_lengths_s=routine_sound_lengths(loaded, routine))
+    text = write_script(timeline, fmt)
+    write_text(None if output_is_stdout(output) else output, text, force=True)
+    if not output_is_stdout(output):
+        print(f"coach: wrote {output} ({fmt}, {len(timeline.cues)} cues, {clock(timeline.duration_s)})",
+              file=sys.stderr)
+
+
+def voice_spec(routine: Routine, *, engine: str | None = None, voice: str | None = None, rate: int | None = None,
+               volume: float | None = None) -> VoiceSpec:
+    """The voice to plan with: the routine's defaults, each overridden by the command line."""
+    base = VoiceSpec()
+    defaults = routine.voice
+    return VoiceSpec(
+        engine=engine or defaults.engine or base.engine,
+        voice=voice or defaults.voice or base.voice,
+        rate_wpm=rate if rate is not None else (defaults.rate_wpm or base.rate_wpm),
+        volume=volume if volume is not None else (defaults.volume or base.volume),
+    )
+
+
+def plan_with_voice(routine: Routine, settings: PlanSettings, *,
+                    sound_lengths_s: dict[str, float] | None = None) -> Timeline:
+    """Plan with cue lengths measured in the settings' voice (the clips later rendered).
+
+    With a real engine, a first plan from the estimate lists the texts, which
+    are then synthesized in parallel; the real plan mostly finds them ready.
+    """
+    from dataclasses import replace
+
+    from coach.planner import plan
+    from coach.voice import estimate_speech_s, open_voice
+
+    voice = open_voice(settings.voice)
+    try:
+        settings = replace(settings, voice=voice.spec)  # the voice as resolved, e.g. en-us -> gmw/en-us
+        if settings.voice.engine != "estimate":
+            texts: list[str] = []
+
+            def listing(text: str) -> float:
+                texts.append(text)
+                return estimate_speech_s(text, settings.voice.rate_wpm)
+
+            plan(routine, settings, listing, sound_lengths_s=sound_lengths_s)
+            voice.prefetch(texts)
+        meter: Meter = voice.measure_s
+        return plan(routine, settings, meter, sound_lengths_s=sound_lengths_s)
+    finally:
+        voice.close()
+
+
+def routine_sound_lengths(routine: Routine, ref: str) -> dict[str, float] | None:
+    """Lengths of the routine's own replacement sounds (they are read relative to its file)."""
+    if not routine.sounds:
+        return None
+    from coach.audio.earcons import load_sound
+    from coach.loader import resolve, user_routine_dir
+
+    where = resolve(ref)
+    base_dir = where.parent if isinstance(where, Path) else user_routine_dir()
+    return {name: load_sound(name, routine.sounds, base_dir).duration_s for name in routine.sounds}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 
 # Order matters: markup first, then numbers with units, then words.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
@@ -61,6 +62,7 @@ _LEADING_MINUS_NUMBER = re.compile(rf"^\s*[{_DASH_CLASS}](?=\d)")
 _SPACES = re.compile(r"\s+")
 
 
+@lru_cache(maxsize=4096)  # a session repeats the same few hundred cue texts thousands of times
 def normalize_for_speech(text: str) -> str:
     """The text to synthesize for the written cue ``text`` (idempotent; may be empty)."""
     spoken = unicodedata.normalize("NFC", text)

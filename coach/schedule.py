@@ -191,11 +191,12 @@ class Builder:
     def commit(self, win: Window) -> None:
         """Put a planned window at the current time and move past it."""
         self.flush_release()
-        t0 = self.t = self.end
+        # Timed windows follow each other exactly: a rest starts where the work ends.
+        t0 = self.t = max(self.t, self.last_end)
         for start, end, want, text in win.placed:
             kind = "sound" if text is None else "speech"
             self.add(t0 + start, t0 + end, kind, want.phase, text, want.sound, want.meta, want.optional)
-        for want in win.dropped + win.failed:
+        for want in win.dropped:  # failed mandatory wants are said elsewhere by the caller
             exercise, set_, side, rep = want.meta
             self.dropped.append({
                 "start_s": (t0 + max(0, want.lo)) / 1000,

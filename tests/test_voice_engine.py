@@ -371,3 +371,32 @@ def test_an_engine_that_always_loses_files_fails_with_a_clear_error(faulty_engin
     engine = faulty_engine("always-lost")
     with pytest.raises(SpeechEngineError, match=r"failed 3 times.*lost: the engine wrote no file"):
         engine.synthesize("Go")
+
+
+def test_ctrl_c_during_prefetch_stops_quickly_and_leaves_no_worker_behind(tmp_path):
+    import signal
+
+    script = textwrap.dedent(
+        """
+        import sys
+        from coach.timeline import VoiceSpec
+        from coach.voice import open_voice
+        voice = open_voice(VoiceSpec(), use_cache=False)
+        print("ready", flush=True)
+        try:
+            voice.prefetch([f"Cue number {i}, keep going" for i in range(5000)])
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+            sys.exit(130)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True, cwd=tmp_path)
+    assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole process group
+    out, err = proc.communicate(timeout=30)
+    assert (proc.returncode, out) == (130, "interrupted\n"), err
+    time.sleep(0.3)
+    left = subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    assert left == [], "worker processes outlived their parent"

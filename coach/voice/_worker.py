@@ -25,6 +25,8 @@ this process if ``runAndWait`` itself never returns.
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -237,12 +239,16 @@ def main(argv: list[str] | None = None) -> None:
     """
     args = sys.argv[1:] if argv is None else argv
     _silence_stdout()
+    # Ctrl-C reaches the whole process group: the parent decides what to do
+    # (it kills busy workers); an idle worker just waits for quit or EOF.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     workdir = args[0]
     requests = Connection(int(args[1]), writable=False)
     replies = Connection(int(args[2]), readable=False)
     try:
         serve(requests, replies, workdir)
     finally:
+        shutil.rmtree(workdir, ignore_errors=True)  # the parent does too, unless it was killed
         sys.stderr.flush()
         # Skip interpreter teardown: dropping the pyttsx3 engine spams
         # ReferenceError and espeak can assert while terminating.

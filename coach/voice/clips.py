@@ -83,6 +83,8 @@ class Voice:
         if not spoken:
             # Never ask the engine for nothing: pyttsx3's runAndWait would hang.
             return Clip(np.zeros(0, dtype=np.float32), self.sample_rate_hz)
+        if not self.engine.exact:
+            return self._synthesize_and_store(spoken)  # an estimate: cheaper to compute than to keep
         remembered = self._recall(spoken)
         if remembered is not None:
             return remembered
@@ -102,6 +104,12 @@ class Voice:
         """
         spoken_texts = list(dict.fromkeys(s for s in map(normalize_for_speech, texts) if s))
         total = len(spoken_texts)
+        if not self.engine.exact:
+            # Estimates are computed on demand; there is nothing to get ready.
+            for done in range(1, total + 1):
+                if progress:
+                    progress(done, total)
+            return
         done = 0
         missing: list[str] = []
         for spoken in spoken_texts:

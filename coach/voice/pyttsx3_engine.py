@@ -320,11 +320,20 @@ class Pyttsx3Engine:
                 self.retries += 1
             try:
                 worker = self._pool.acquire(self._config)
-                worker.config = self._config
+            except _WorkerGone as exc:
+                problems.append(str(exc))
+                continue
+            worker.config = self._config
+            try:
                 reply = worker.request(message, timeout_s)
             except _WorkerGone as exc:
                 problems.append(str(exc))
                 continue
+            except BaseException:
+                # Ctrl-C (or any surprise) mid-request: the reply would arrive for
+                # nobody and desynchronize the pipe. This worker must go.
+                worker.kill()
+                raise
             if not reply.get("ok"):
                 # Whatever went wrong (timeout, lost file, dropped setting), the
                 # worker's pyttsx3 state is suspect: never reuse it.
@@ -332,11 +341,9 @@ class Pyttsx3Engine:
                 problems.append(f"{reply.get('kind')}: {reply.get('message')}")
                 continue
             self._pool.release(worker)
-            samples = np.frombuffer(reply["samples"], dtype=np.float32)
-            rate_hz = int(reply["sample_rate_hz"])
-            if rate_hz != self.sample_rate_hz:
-                raise SpeechEngineError(f"pyttsx3 wrote {rate_hz} Hz audio, expected {self.sample_rate_hz} Hz")
-            return Clip(samples, rate_hz)
+            # espeak always writes 22050 Hz; other platforms' drivers may not, and a
+            # Clip carries its own rate (the renderer resamples), so take what came.
+            return Clip(np.frombuffer(reply["samples"], dtype=np.float32), int(reply["sample_rate_hz"]))
         raise SpeechEngineError(
             f"pyttsx3 failed {self._attempts} times to speak {text[:60]!r}: " + " | ".join(problems)
         )

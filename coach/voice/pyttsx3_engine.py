@@ -177,7 +177,7 @@ class _Pool:
         surplus: list[_Worker] = []
         with self._lock:
             self._idle.append(worker)
-            # Keep the newest few; an old worker for another voice is the first to go.
+            # Keep the most recently used few; the longest idle worker goes first.
             while len(self._idle) > self.size:
                 surplus.append(self._idle.pop(0))
         for extra in surplus:

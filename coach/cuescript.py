@@ -245,6 +245,7 @@ def _cue_from_dict(d: Any, where: str) -> Cue:
 
 
 def _make_cue(start: float, end: float, kind: Any, text: Any, sound: Any, where: str, **fields: Any) -> Cue:
+    fields.setdefault("phase", "instruction")  # subtitles without coach's identifiers
     if end < start:
         raise InputFileError(f"{where}: the cue ends ({end:.3f} s) before it starts ({start:.3f} s)")
     if kind == "speech":

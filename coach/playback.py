@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import mmap
 import sys
+import time
 from typing import Any, Protocol
 
 import numpy as np
@@ -80,6 +81,18 @@ class SimpleaudioSink:
 
     def open_stream(self, frames: int) -> SimpleaudioStream:
         return SimpleaudioStream(frames, self.sample_rate_hz, self.channels)
+
+    def probe(self, timeout_s: float = 0.5) -> None:
+        """Play 10 ms of silence: raises AudioDeviceError now, not after minutes of preparation.
+
+        Waits until the device is released again, so that a device that cannot mix
+        is free for the session.
+        """
+        stream = self.open_stream(self.sample_rate_hz // 100)
+        stream.start()
+        deadline = time.monotonic() + timeout_s
+        while stream.is_playing() and time.monotonic() < deadline:
+            time.sleep(0.005)
 
 
 class SimpleaudioStream:

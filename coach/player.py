@@ -105,40 +105,58 @@ class SessionMap:
         self._phase_starts = [p[0] for p in self._phases]
 
     def _find_steps(self) -> tuple[Step, ...]:
+        """Chapters, the start of each later set, and each switch of sides (a "switch" sound)."""
         sets: dict[str, int] = {}
         for cue in self.cues:
             if cue.exercise is not None and cue.set is not None:
                 sets[cue.exercise] = max(sets.get(cue.exercise, 0), cue.set)
-        chapters = sorted(self.timeline.chapters, key=lambda c: c.start_s)
         found: dict[float, Step] = {}
-        for ch in chapters:
+        for ch in sorted(self.timeline.chapters, key=lambda c: c.start_s):
             found.setdefault(ch.start_s, Step(ch.start_s, ch.title, ch.exercise, 1 if ch.exercise else None,
                                               sets.get(ch.exercise or "")))
-        last: tuple[str | None, int | None] | None = None
-        for cue in self.cues:
+        seen: set[tuple[str, int]] = set()
+        for i, cue in enumerate(self.cues):
             if cue.exercise is None or cue.set is None:
                 continue
-            key = (cue.exercise, cue.set)
-            if key != last and cue.set > 1 and not any(
-                s.exercise == cue.exercise and s.set == cue.set for s in found.values()
-            ):
-                found.setdefault(cue.start_s, Step(cue.start_s, self.names.get(cue.exercise, cue.exercise),
-                                                   cue.exercise, cue.set, sets.get(cue.exercise)))
-            last = key
+            name = self.names.get(cue.exercise, cue.exercise)
+            if cue.set > 1 and (cue.exercise, cue.set) not in seen:
+                found.setdefault(cue.start_s, Step(cue.start_s, name, cue.exercise, cue.set, sets.get(cue.exercise)))
+            seen.add((cue.exercise, cue.set))
+            if cue.kind == "sound" and cue.sound == "switch":
+                side = next((c.side for c in self.cues[i + 1 : i + 4] if c.side and c.side != cue.side), None)
+                title = f"{name}, {side} side" if side else name
+                found.setdefault(cue.start_s, Step(cue.start_s, title, cue.exercise, cue.set, sets.get(cue.exercise)))
         if not found or min(found) > 0:
             found.setdefault(0.0, Step(0.0, self.timeline.title or "start"))
         return tuple(found[k] for k in sorted(found))
 
     def _find_phases(self) -> list[tuple[float, float, str]]:
-        """(start_s, end_s, phase): runs of cues of one phase, each lasting until the next run."""
+        """(start_s, end_s, phase): runs of cues of one phase, each lasting until the next run.
+
+        A rest lasts until the countdown or the work: the reminder of the next set
+        and "get ready" spoken during it do not end it.
+        """
         runs: list[list] = []
         for cue in self.cues:
             if runs and runs[-1][2] == cue.phase:
                 continue
-            runs.append([cue.start_s, None, cue.phase])
+            if runs and runs[-1][2] == "rest" and cue.phase in ("instruction", "transition") \
+                    and cue.exercise == runs[-1][3]:
+                continue
+            runs.append([cue.start_s, None, cue.phase, cue.exercise])
         for i, run in enumerate(runs):
             run[1] = runs[i + 1][0] if i + 1 < len(runs) else self.timeline.duration_s
-        return [tuple(r) for r in runs]  # type: ignore[misc]
+        return [(start, end, phase) for start, end, phase, _ in runs]
+
+    def side_at(self, position_s: float) -> str | None:
+        """The side being worked at ``position_s`` (from the last cue that named one in this set)."""
+        i = bisect.bisect_right(self._starts, position_s + 1e-6)
+        for cue in reversed(self.cues[max(0, i - 12) : i]):
+            if cue.side:
+                return cue.side
+            if cue.phase in ("rest", "instruction", "intro", "outro"):
+                return None
+        return None
 
     def step_index(self, position_s: float) -> int:
         return max(0, bisect.bisect_right(self._step_starts, position_s + 1e-6) - 1)
@@ -285,6 +303,7 @@ class Status:
     step: Step
     phase: str | None
     phase_left_s: float | None
+    side: str | None = None
     event: str = "tick"
     """tick, start, pause, resume, next, back, repeat, seam, finish, quit."""
 
@@ -621,4 +640,4 @@ class Player:
         position = self.position_s() if position_s is None else position_s
         phase, left = self.map.phase_at(position)
         self.on_status(Status(position, self.timeline.duration_s, self._state.paused_at_s is not None,
-                              self.map.step_at(position), phase, left, event))
+                              self.map.step_at(position), phase, left, self.map.side_at(position), event))

@@ -1,0 +1,450 @@
+"""`coach play` (coach a session aloud, live) and `coach history` (the sessions played)."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import shlex
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional, TextIO
+
+import typer
+
+from coach.cli.app import RateOpt, VoiceOpt, VolumeOpt, app
+from coach.errors import AudioDeviceError, CoachError, Interrupted, UsageError
+
+SCRIPT_SUFFIXES = (".vtt", ".srt")
+HISTORY_EVERY_S = 5.0
+"""How often the position of a playing session is saved (also at every step and pause)."""
+
+
+@app.command("play")
+def play_cmd(
+    routine: Optional[str] = typer.Argument(
+        None,
+        help="A built-in routine, a routine file, or a cue script from `coach plan` (.json, .vtt, .srt). "
+        "Default: lower-back, or with --resume the last unfinished session.",
+        show_default=False,
+    ),
+    level: Optional[str] = typer.Option(None, "--level", "-l", help="easier, standard or harder. [default: standard]"),
+    voice: Optional[str] = VoiceOpt,
+    rate: Optional[int] = RateOpt,
+    volume: Optional[float] = VolumeOpt,
+    engine: Optional[str] = typer.Option(None, "--engine", help="pyttsx3 or estimate (silent speech). Default: the routine's."),
+    start_from: Optional[str] = typer.Option(None, "--from", help="Start at an exercise (id or name) or a time (MM:SS)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the last unfinished session from the start of its step."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No status line on stderr."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Synthesize speech again instead of using the clip cache."),
+) -> None:
+    """Coach a session aloud, live: keys pause, skip, go back, repeat and quit."""
+    from coach.history import resume_record
+    from coach.playback import SimpleaudioSink
+
+    history = _open_history(quiet)
+    record = None
+    if resume:
+        if history is None:
+            raise UsageError("--resume: the session history cannot be opened")
+        record = resume_record(history, _source_of(routine) if routine else None)
+        routine = record.source
+        settings = record.settings
+        level = level or record.level
+        engine, voice = engine or settings.get("engine"), voice or settings.get("voice")
+        rate = rate if rate is not None else settings.get("rate_wpm")
+        volume = volume if volume is not None else settings.get("volume")
+    ref = routine or "lower-back"
+
+    sink = SimpleaudioSink()
+    # Fail before planning when there is no device; opening it also starts waking a Bluetooth output.
+    sink.probe()
+    session = _prepare(ref, level or "standard", engine=engine, voice=voice, rate=rate, volume=volume,
+                       use_cache=not no_cache)
+    try:
+        _play(session, sink, history, record, start_from, quiet)
+    finally:
+        session.close()
+        if history is not None:
+            history.close()
+
+
+@app.command("history")
+def history_cmd(
+    limit: int = typer.Option(20, "--limit", "-n", help="How many sessions to list, newest first."),
+    fmt: str = typer.Option("table", "--format", "-f", help="table or json."),
+) -> None:
+    """List the sessions played, newest first, and how far each got."""
+    from coach.history import History, history_path
+    from coach.player import clock
+
+    if fmt not in ("table", "json"):
+        raise UsageError(f"--format: expected table or json, got {fmt!r}")
+    if not history_path().exists():
+        records = []
+    else:
+        with History() as h:
+            records = h.recent(limit)
+    if fmt == "json":
+        print(json.dumps([r.to_dict() for r in records], indent=2, ensure_ascii=False))
+        return
+    if not records:
+        print(f"No sessions yet ({history_path()}).", file=sys.stderr)
+        return
+    print(f"{'ID':>4}  {'STARTED':<16}  {'ROUTINE':<20} {'LEVEL':<8}  {'PLAYED':>15}  RESULT")
+    for r in records:
+        started = r.started_at.replace("T", " ")[:16]
+        played = f"{clock(r.position_s)}/{clock(r.duration_s)}"
+        if r.finished:
+            result = "finished"
+        elif r.outcome == "playing":
+            result = f"stopped at {r.step or clock(r.position_s)} (player did not exit cleanly)"
+        else:
+            result = f"{r.outcome} at {r.step or clock(r.position_s)}"
+        print(f"{r.id:>4}  {started:<16}  {r.routine[:20]:<20} {r.level:<8}  {played:>15}  {result}")
+
+
+# -- preparing a session -----------------------------------------------------------
+
+
+class _Session:
+    """A timeline ready to play, with its voice and sounds."""
+
+    def __init__(self, timeline: Any, voice: Any, source: str, name: str, level: str,
+                 sounds: dict[str, str] | None, base_dir: Path | None) -> None:
+        self.timeline = timeline
+        self.voice = voice
+        self.source = source
+        self.name = name
+        self.level = level
+        self._sounds = sounds
+        self._base_dir = base_dir
+        self._sound_clips: dict[str, Any] = {}
+
+    def clip_for(self, cue: Any) -> Any:
+        if cue.kind == "speech":
+            return self.voice.clip(cue.text or "")
+        from coach.audio.earcons import load_sound
+
+        name = cue.sound or ""
+        if name not in self._sound_clips:
+            self._sound_clips[name] = load_sound(name, self._sounds, self._base_dir)
+        return self._sound_clips[name]
+
+    def settings(self) -> dict[str, Any]:
+        spec = self.voice.spec
+        return {"engine": spec.engine, "voice": spec.voice, "rate_wpm": spec.rate_wpm, "volume": spec.volume}
+
+    def warm(self, start_s: float) -> None:
+        """Synthesize what is not ready yet in the background, in time order from ``start_s``.
+
+        The player asks ``clip_for`` as it renders; a clip not ready by then is
+        synthesized on the spot, so a failure here shows up there too.
+        """
+        texts = [c.text for c in sorted(self.timeline.cues, key=lambda c: c.start_s)
+                 if c.kind == "speech" and c.text and c.end_s >= start_s]
+
+        def work() -> None:
+            try:
+                self.voice.prefetch(texts)
+            except Exception:  # noqa: BLE001 - reported by clip_for when the clip is needed
+                pass
+
+        threading.Thread(target=work, name="coach-warm", daemon=True).start()
+
+    def close(self) -> None:
+        self.voice.close()
+
+
+def _source_of(ref: str) -> str:
+    """What to store in the history to load ``ref`` again from anywhere: a name or an absolute path."""
+    from coach.loader import resolve
+
+    where = resolve(ref)
+    return str(Path(where).resolve()) if isinstance(where, Path) else where
+
+
+def _is_script(ref: str) -> bool:
+    path = Path(ref)
+    suffix = path.suffix.lower()
+    if suffix in SCRIPT_SUFFIXES:
+        return True
+    if suffix == ".json" and path.is_file():
+        try:
+            with path.open("rb") as f:
+                head = json.loads(f.read(2_000_000) or b"null")
+        except (OSError, ValueError):
+            return False  # let the routine loader report it with a location
+        return isinstance(head, dict) and "cues" in head and "exercises" not in head
+    return False
+
+
+def _prepare(ref: str, level: str, *, engine: str | None, voice: str | None, rate: int | None,
+             volume: float | None, use_cache: bool) -> _Session:
+    """Load ``ref`` and plan it (a routine) or read it (a cue script), with its voice open."""
+    from coach.timeline import VoiceSpec
+    from coach.voice import open_voice
+
+    if _is_script(ref):
+        from coach.cuescript import read_script
+
+        timeline = read_script(ref)
+        base = timeline.voice
+        spec = VoiceSpec(engine=engine or base.engine, voice=voice or base.voice,
+                         rate_wpm=rate if rate is not None else base.rate_wpm,
+                         volume=volume if volume is not None else base.volume)
+        session = _Session(timeline, open_voice(spec, use_cache=use_cache), _source_of(ref),
+                           timeline.routine or Path(ref).stem, timeline.level, None, None)
+        return session
+
+    from coach.cli.plan import routine_sound_lengths, voice_spec
+    from coach.loader import load_routine, resolve, user_routine_dir
+    from coach.planner import PlanSettings, plan
+    from coach.voice import estimate_speech_s
+
+    routine = load_routine(ref)
+    spec = voice_spec(routine, engine=engine, voice=voice, rate=rate, volume=volume)
+    opened = open_voice(spec, use_cache=use_cache)
+    try:
+        settings = PlanSettings(level=level, voice=opened.spec)
+        sound_lengths = routine_sound_lengths(routine, ref)
+        if opened.spec.engine != "estimate":
+            # As `coach plan` does: list the texts with a cheap estimate, synthesize them in
+            # parallel, then plan with the real lengths (the clips that will be played).
+            texts: list[str] = []
+            plan(routine, settings, lambda t: texts.append(t) or estimate_speech_s(t, opened.spec.rate_wpm),
+                 sound_lengths_s=sound_lengths)
+            opened.prefetch(texts)
+        timeline = plan(routine, settings, opened.measure_s, sound_lengths_s=sound_lengths)
+    except BaseException:
+        opened.close()
+        raise
+    where = resolve(ref)
+    base_dir = Path(where).parent if isinstance(where, Path) else user_routine_dir()
+    return _Session(timeline, opened, _source_of(ref), routine.name, level,
+                    dict(routine.sounds) or None, base_dir)
+
+
+def _open_history(quiet: bool) -> Any:
+    from coach.history import History
+
+    try:
+        return History()
+    except CoachError as exc:
+        # A session without a history is better than no session.
+        if not quiet:
+            print(f"coach: warning: {exc.message}; this session will not be recorded", file=sys.stderr)
+        return None
+
+
+# -- playing -------------------------------------------------------------------------
+
+
+def _play(session: _Session, sink: Any, history: Any, record: Any, start_from: str | None, quiet: bool) -> None:
+    from coach.player import KEYS_HELP, MonotonicClock, Player, QueueInbox, SessionMap
+
+    timeline = session.timeline
+    smap = SessionMap(timeline)
+    if start_from is not None:
+        start_s = smap.resolve_from(start_from)
+    elif record is not None:
+        start_s = smap.step_at(record.position_s).start_s
+    else:
+        start_s = 0.0
+    session.warm(start_s)
+
+    resume_cmd = f"coach play {shlex.quote(session.source)} --resume"
+    session_id = None
+    if history is not None:
+        step = smap.step_at(start_s).label
+        if record is not None:
+            session_id = record.id
+            history.reopen(session_id, duration_s=timeline.duration_s, position_s=start_s, step=step)
+        else:
+            session_id = history.start(routine=session.name, source=session.source, level=session.level,
+                                       settings=session.settings(), duration_s=timeline.duration_s,
+                                       position_s=start_s, step=step)
+
+    clock = MonotonicClock()
+    inbox = QueueInbox(clock)
+    status = _StatusLine(sys.stderr, quiet)
+    saver = _Saver(history, session_id)
+    interactive = sys.stdin.isatty()
+
+    def on_status(st: Any) -> None:
+        status(st)
+        saver(st)
+
+    player = Player(timeline, session.clip_for, sink, clock, inbox, say=session.voice.clip, on_status=on_status)
+    if interactive and not quiet:
+        print(f"coach: {KEYS_HELP}", file=sys.stderr)
+    if start_s > 0 and not quiet:
+        print(f"coach: starting at {smap.describe(start_s)}", file=sys.stderr)
+    keyboard = _Keyboard(sys.stdin, inbox.put) if interactive else None
+    previous_term = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        if keyboard is not None:
+            keyboard.start()
+        outcome = player.run(start_s)
+    except Interrupted as exc:
+        position = getattr(exc, "position_s", 0.0)
+        status.close()
+        saver.end(position, smap.step_at(position).label, "interrupted")
+        raise Interrupted(f"{exc.message}; resume with: {resume_cmd}") from None
+    except AudioDeviceError as exc:
+        position = getattr(exc, "position_s", 0.0)
+        status.close()
+        saver.end(position, smap.step_at(position).label, "device-error")
+        raise AudioDeviceError(f"{exc.message} at {smap.describe(position)}",
+                               hint=f"{exc.hint}; resume with: {resume_cmd}" if exc.hint else f"resume with: {resume_cmd}") from None
+    finally:
+        signal.signal(signal.SIGTERM, previous_term)
+        if keyboard is not None:
+            keyboard.stop()
+        status.close()
+    step = smap.step_at(outcome.position_s).label
+    if outcome.finished:
+        saver.end(timeline.duration_s, step, "finished")
+        if not quiet:
+            print(f"coach: session finished ({_clock(timeline.duration_s)})", file=sys.stderr)
+    else:
+        saver.end(outcome.position_s, step, "quit")
+        print(f"coach: stopped at {smap.describe(outcome.position_s)}; resume with: {resume_cmd}", file=sys.stderr)
+
+
+def _clock(seconds: float) -> str:
+    from coach.player import clock
+
+    return clock(seconds)
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+class _Saver:
+    """Writes the position to the history at each step, pause and every few seconds."""
+
+    def __init__(self, history: Any, session_id: int | None) -> None:
+        self.history = history
+        self.session_id = session_id
+        self._last_s = 0.0
+        self._last_step: str | None = None
+
+    def __call__(self, st: Any) -> None:
+        if self.history is None or self.session_id is None:
+            return
+        now = time.monotonic()
+        label = st.step.label
+        if st.event != "tick" or label != self._last_step or now - self._last_s >= HISTORY_EVERY_S:
+            self.history.update(self.session_id, position_s=st.position_s, step=label)
+            self._last_s, self._last_step = now, label
+
+    def end(self, position_s: float, step: str, outcome: str) -> None:
+        if self.history is not None and self.session_id is not None:
+            self.history.end(self.session_id, position_s=position_s, step=step, outcome=outcome)
+
+
+class _StatusLine:
+    """One line on stderr, rewritten in place on a terminal; elsewhere a line per event or step."""
+
+    def __init__(self, stream: TextIO, quiet: bool) -> None:
+        self.stream = stream
+        self.quiet = quiet
+        self.tty = stream.isatty()
+        self._shown = False
+        self._last_step: str | None = None
+
+    def __call__(self, st: Any) -> None:
+        if self.quiet:
+            return
+        text = format_status(st)
+        if self.tty:
+            width = max(20, _terminal_width() - 1)
+            self.stream.write("\r\x1b[K" + text[:width])
+            self.stream.flush()
+            self._shown = True
+        elif st.event != "tick" or st.step.label != self._last_step:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+        self._last_step = st.step.label
+
+    def close(self) -> None:
+        if self._shown:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._shown = False
+
+
+def format_status(st: Any) -> str:
+    """'12:03 Bird-Dog, set 2 of 3 · right · work 0:23 left · 6:40 left in session'."""
+    parts = [f"{_clock(st.position_s)} {st.step.label}"]
+    if st.side:
+        parts.append(st.side)
+    if st.phase and st.phase_left_s is not None:
+        parts.append(f"{st.phase} {_clock(st.phase_left_s + 0.999)} left")
+    parts.append(f"{_clock(st.left_s + 0.999)} left in session")
+    text = " · ".join(parts)
+    if st.paused:
+        text = "paused · " + text
+    elif st.event not in ("tick", "start"):
+        text = f"{st.event} · " + text
+    return text
+
+
+def _terminal_width() -> int:
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).columns
+    except OSError:
+        return 80
+
+
+class _Keyboard:
+    """Single key presses from the terminal (cbreak mode: Ctrl-C still interrupts), restored on exit."""
+
+    def __init__(self, stream: TextIO, put: Callable[[Any], None]) -> None:
+        self.fd = stream.fileno()
+        self.put = put
+        self._saved: Any = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, name="coach-keys", daemon=True)
+
+    def start(self) -> None:
+        import termios
+        import tty
+
+        self._saved = termios.tcgetattr(self.fd)
+        tty.setcbreak(self.fd)
+        attrs = termios.tcgetattr(self.fd)
+        attrs[3] &= ~termios.ECHO
+        termios.tcsetattr(self.fd, termios.TCSADRAIN, attrs)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(0.5)
+        if self._saved is not None:
+            import termios
+
+            termios.tcsetattr(self.fd, termios.TCSADRAIN, self._saved)
+            self._saved = None
+
+    def _read(self) -> None:
+        from coach.player import decode_keys
+
+        while not self._stop.is_set():
+            ready, _, _ = select.select([self.fd], [], [], 0.1)
+            if not ready:
+                continue
+            try:
+                data = os.read(self.fd, 64)
+            except OSError:
+                return
+            if not data:
+                return
+            for command in decode_keys(data):
+                self.put(command)

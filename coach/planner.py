@@ -44,6 +44,8 @@ FETCH_EQUIPMENT_MS = 3000
 """Silence after naming the equipment, to go and fetch it."""
 WARN_AHEAD_MS = 2000
 """The rest's "get ready" comes this long before its countdown."""
+REST_LEFT_WARNING_S = 5
+"""A rest before a new exercise warns this many seconds before it ends."""
 
 PACE_RANGE = (0.5, 3.0)
 REST_SCALE_RANGE = (0.0, 5.0)
@@ -355,15 +357,20 @@ class _Session:
     def rest_ms(self, seconds: float) -> int:
         return round(seconds * self.s.rest_scale * 1000)
 
-    def rest_head(self, rest_ms: int, meta: Meta, next_forms: tuple[str, ...]) -> list[Want]:
+    def rest_head(self, rest_ms: int, meta: Meta, next_forms: tuple[str, ...], *, countdown: bool) -> list[Want]:
+        """Rest sound, its length, what comes next, and a warning before the end (or before its countdown)."""
         b = self.b
         words = f"Rest for {spoken_duration(rest_ms / 1000)}."
         head = [b.sound("rest", "rest", meta), *b.release(),
                 Want(0, rest_ms, 2000, RANK_REST_TEXT, "rest", meta, (words, "Rest.")),
                 Want(0, rest_ms, rest_ms, RANK_NEXT_UP, "rest", meta, next_forms)]
-        warn_at = rest_ms - self.s.countdown_s * 1000 - WARN_AHEAD_MS
+        if countdown:  # "get ready", then the countdown to the next set
+            warn_at, warning = rest_ms - self.s.countdown_s * 1000 - WARN_AHEAD_MS, ("Get ready.",)
+        else:  # the next exercise's instructions follow the rest
+            warn_at, warning = rest_ms - REST_LEFT_WARNING_S * 1000, (
+                f"{number_words(REST_LEFT_WARNING_S).capitalize()} seconds of rest left.", "Get ready.")
         if warn_at > 0:
-            head.append(Want(warn_at, rest_ms, 1000, RANK_GET_READY, "rest", meta, ("Get ready.",)))
+            head.append(Want(warn_at, rest_ms, 1000, RANK_GET_READY, "rest", meta, warning))
         return head
 
     def rest_between_sets(self, ex: Exercise, dose: Dose, set_no: int, meta: Meta) -> None:
@@ -373,7 +380,7 @@ class _Session:
         next_forms = (f"Next up: {ex.name}, set {set_no} of {dose.sets}{side}.", f"Next: set {set_no}.")
         reminder = Want(0, rest_ms, rest_ms, RANK_REMINDER, "instruction", meta, (self.reminder_text(ex),),
                         optional=False, mandatory=True)
-        head = self.rest_head(rest_ms, done, next_forms) if rest_ms else []
+        head = self.rest_head(rest_ms, done, next_forms, countdown=True) if rest_ms else []
         self.b.before_work("rest", rest_ms, head, [reminder], meta)
 
     def switch(self, ex: Exercise, dose: Dose, side: str | None, meta: Meta) -> None:
@@ -391,7 +398,7 @@ class _Session:
         meta: Meta = (ex.key, dose.sets, None, None)
         next_forms = (f"Next up: exercise {next_number} of {len(self.routine.exercises)}, {nxt.name}.",
                       f"Next: {nxt.name}.")
-        self.b.commit(self.b.window(rest_ms, self.rest_head(rest_ms, meta, next_forms)))
+        self.b.commit(self.b.window(rest_ms, self.rest_head(rest_ms, meta, next_forms, countdown=False)))
 
 
 def plan(routine: Routine, settings: PlanSettings, meter: Meter, *,

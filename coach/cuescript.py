@@ -134,12 +134,12 @@ def _txt(t: Timeline) -> str:
     k = 0
     for c in t.cues:
         while k < len(chapters) and chapters[k].start_s <= c.start_s:
-            out += ["", f"== {clock(chapters[k].start_s)}  {chapters[k].title} =="]
+            out += ["", f"== {clock(chapters[k].start_s, tenths=True)}  {chapters[k].title} =="]
             k += 1
         text = sound_label(c.sound) if c.kind == "sound" else _one_line(c.text or "")
         out.append(f"{clock(c.start_s, tenths=True):>9}  {text}")
     for chapter in chapters[k:]:
-        out += ["", f"== {clock(chapter.start_s)}  {chapter.title} =="]
+        out += ["", f"== {clock(chapter.start_s, tenths=True)}  {chapter.title} =="]
     return "\n".join(out).replace("\n\n\n", "\n\n") + "\n"
 
 

@@ -119,7 +119,7 @@ def test_an_edited_text_and_a_moved_cue_are_exactly_what_reads_back(timeline, tm
 def test_txt_is_a_readable_timed_script_with_chapters(timeline):
     txt = write_script(timeline, "txt")
     assert txt.splitlines()[0].startswith("Training Your Lower Back (standard level, 20:")
-    assert "== 0:00  Introduction ==" in txt and "Bird-Dog ==" in txt
+    assert "== 0:00.0  Introduction ==" in txt and "Bird-Dog ==" in txt
     for cue in timeline.speech:
         assert " ".join(cue.text.split()) in txt
     assert "   0:00.0  Welcome to Training Your Lower Back." in txt

@@ -2,7 +2,7 @@
 
 The gain needed at each sample is ``ceiling / true peak`` (never above 1). It
 is held as a minimum over a look-ahead window, recovers with an exponential
-release, and is then smoothed by a Hann-weighted average over the same window.
+release, and is then smoothed by a triangle-weighted average over the same window.
 Because every sample's gain is an average of values that were each already low
 enough for it, the smoothed gain never lets a peak through, and it reaches
 that level gradually (over ``lookahead_s``) instead of jumping.
@@ -23,6 +23,9 @@ class Limiter:
 
     Output lags input by ``delay_frames``; ``process`` returns whatever is ready and
     ``flush`` returns the rest, so the total number of frames out equals frames in.
+    ``pre_gains_db`` runs several limiters at once on the input scaled by each gain,
+    sharing the costly true-peak analysis: ``process_all``/``flush_all`` return one
+    output per gain (the loudness pass uses this to see the limiter at several levels).
     """
 
     def __init__(
@@ -32,77 +35,118 @@ class Limiter:
         ceiling_dbtp: float = -1.5,
         lookahead_s: float = 0.005,
         release_s: float = 0.150,
+        pre_gains_db: tuple[float, ...] = (0.0,),
     ) -> None:
         self.channels = channels
         self.ceiling = 10 ** (ceiling_dbtp / 20)
         self._look = max(2, int(round(lookahead_s * sample_rate_hz)))
         self._back = 2  # the peak envelope is accurate to about a sample: widen the hold window
         self._context = context_frames()
-        self._log_release = -1.0 / (release_s * sample_rate_hz)  # ln of the per-sample recovery factor
-        window = np.hanning(self._look + 3)[1:-1]  # Hann without its zero ends, look + 1 taps
-        self._smooth = window / window.sum()
+        log_release = -1.0 / (release_s * sample_rate_hz)  # ln of the per-sample recovery factor
+        self._stages = [_GainStage(10 ** (g / 20), self.ceiling, self._look, log_release) for g in pre_gains_db]
         self.delay_frames = self._look + self._context
         # Input not yet output, with past samples in front for the filter and the hold window.
-        self._past = self._back + self._context
         # The stream is primed with `look` frames of silence whose output is dropped, so the
         # gain can already be falling before the first real frame if that frame is loud.
+        self._past = self._back + self._context
         self._buf = np.zeros((self._past + self._look, channels))
         self._discard = self._look
-        self._release_depth = 0.0  # 1 - gain after the release stage, at the last output sample
-        self._gain_history = np.ones(self._look)  # released gain of the last samples, for smoothing
-        self.min_gain = 1.0
-        """The deepest gain reduction applied so far (linear)."""
+
+    @property
+    def min_gain(self) -> float:
+        """The deepest gain reduction applied so far (linear), by the first limiter."""
+        return self._stages[0].min_gain
 
     def process(self, block: np.ndarray) -> np.ndarray:
         """Take the next input frames; return the frames that are ready (may be fewer)."""
-        block = np.asarray(block, dtype=np.float64)
-        self._buf = np.concatenate([self._buf, block])
-        ready = len(self._buf) - self._past - self._look - self._context
-        if ready <= 0:
-            return np.zeros((0, self.channels), dtype=np.float32)
-        out = self._limit(ready)
-        self._buf = self._buf[ready:]
-        return self._drop_primer(out)
-
-    def _drop_primer(self, out: np.ndarray) -> np.ndarray:
-        if self._discard:
-            dropped = min(self._discard, len(out))
-            self._discard -= dropped
-            out = out[dropped:]
-        return out
+        return self.process_all(block)[0]
 
     def flush(self) -> np.ndarray:
         """Return the last frames (as if silence followed them)."""
+        return self.flush_all()[0]
+
+    def process_all(self, block: np.ndarray) -> list[np.ndarray]:
+        self._buf = np.concatenate([self._buf, np.asarray(block, dtype=np.float64)])
+        ready = len(self._buf) - self._past - self._look - self._context
+        if ready <= 0:
+            return [np.zeros((0, self.channels), dtype=np.float32) for _ in self._stages]
+        outs = self._limit(ready)
+        self._buf = self._buf[ready:]
+        return self._drop_primer(outs)
+
+    def flush_all(self) -> list[np.ndarray]:
         pending = len(self._buf) - self._past
         if pending <= 0:
-            return np.zeros((0, self.channels), dtype=np.float32)
+            return [np.zeros((0, self.channels), dtype=np.float32) for _ in self._stages]
         self._buf = np.concatenate([self._buf, np.zeros((self._look + self._context, self.channels))])
-        out = self._limit(pending)
+        outs = self._limit(pending)
         self._buf = self._buf[:0]
-        return self._drop_primer(out)
+        return self._drop_primer(outs)
 
-    def _limit(self, ready: int) -> np.ndarray:
+    def _drop_primer(self, outs: list[np.ndarray]) -> list[np.ndarray]:
+        if self._discard:
+            dropped = min(self._discard, len(outs[0]))
+            self._discard -= dropped
+            outs = [out[dropped:] for out in outs]
+        return outs
+
+    def _limit(self, ready: int) -> list[np.ndarray]:
         """Output frames [past, past + ready) of the buffer, which holds enough context around them."""
         p, look, back, c = self._past, self._look, self._back, self._context
         # Gain needed from n - back to n + look, for every n being output.
         segment = self._buf[p - back - c : p + ready + look + c]
         x = self._buf[p : p + ready]
-        if np.max(np.abs(segment)) * 2 <= self.ceiling and self._release_depth == 0.0:
-            # Far below the ceiling: inter-sample peaks cannot reach it (they stay well within +6 dB).
-            self._gain_history = np.ones(look)
-            return x.astype(np.float32)
-        chans = [0] if _identical_channels(segment) else range(self.channels)
-        env = np.max([peak_envelope(segment[:, ch]) for ch in chans], axis=0)
+        peak = float(np.max(np.abs(segment)))
+        env = None
+        outs = []
+        for stage in self._stages:
+            # Far below the ceiling, inter-sample peaks cannot reach it (they stay well within +6 dB).
+            if peak * stage.pre_gain * 2 <= self.ceiling and stage.idle:
+                outs.append((x * stage.pre_gain).astype(np.float32))
+                continue
+            if env is None:
+                chans = [0] if _identical_channels(segment) else range(self.channels)
+                env = np.max([peak_envelope(segment[:, ch]) for ch in chans], axis=0)
+                env_peak = float(env.max())
+            if env_peak * stage.pre_gain <= self.ceiling and stage.idle:
+                outs.append((x * stage.pre_gain).astype(np.float32))
+                continue
+            gain = stage.gains(env, ready, back + look + 1)
+            outs.append((x * (gain * stage.pre_gain)[:, None]).astype(np.float32))
+        return outs
+
+
+class _GainStage:
+    """The gain computer of one limiter: hold the needed gain, release it slowly, smooth it."""
+
+    def __init__(self, pre_gain: float, ceiling: float, look: int, log_release: float) -> None:
+        self.pre_gain = pre_gain
+        self.ceiling = ceiling
+        self.look = look
+        self.log_release = log_release
+        # Two running means whose lengths add up to look + 1 taps: a triangular window, in O(n).
+        self.box_lengths = ((look + 2) // 2, look + 2 - (look + 2) // 2)
+        self.release_depth = 0.0  # 1 - gain after the release stage, at the last output sample
+        self.history = np.ones(look)  # released gain of the last samples, for smoothing
+        self.min_gain = 1.0
+
+    @property
+    def idle(self) -> bool:
+        return self.release_depth == 0.0 and bool(self.history.min() == 1.0)
+
+    def gains(self, env: np.ndarray, ready: int, hold: int) -> np.ndarray:
+        """The smoothed gain for ``ready`` samples, from the true-peak envelope around them."""
         with np.errstate(divide="ignore"):
-            need = np.minimum(1.0, self.ceiling / env)
-        held = _sliding_min(need, back + look + 1)  # held[i] = min over [n - back, n + look]
-        depth = self._release(1.0 - held)
-        released = 1.0 - depth
-        history = np.concatenate([self._gain_history, released])
-        gain = np.convolve(history, self._smooth, mode="valid")[-ready:]
-        self._gain_history = history[-look:]
+            need = np.minimum(1.0, self.ceiling / (env * self.pre_gain))
+        held = _sliding_min(need, hold)  # held[i] = min over [n - back, n + look]
+        released = 1.0 - self._release(1.0 - held)
+        history = np.concatenate([self.history, released])
+        # Each gain is a triangle-weighted mean of the last look + 1 released gains, all low enough for it.
+        smoothed = _running_mean(_running_mean(history, self.box_lengths[0]), self.box_lengths[1])
+        gain = np.minimum(1.0, smoothed[-ready:])
+        self.history = history[-self.look :]
         self.min_gain = min(self.min_gain, float(gain.min()))
-        return (x * gain[:, None]).astype(np.float32)
+        return gain
 
     def _release(self, depth: np.ndarray) -> np.ndarray:
         """depth_out[n] = max(depth[n], r * depth_out[n-1]): instant attack, exponential recovery.
@@ -111,12 +155,18 @@ class Limiter:
         """
         n = np.arange(len(depth) + 1)
         with np.errstate(divide="ignore"):
-            logs = np.log(np.concatenate([[self._release_depth], depth]))
-        shifted = logs - n * self._log_release
-        out = np.exp(np.maximum.accumulate(shifted) + n * self._log_release)[1:]
+            logs = np.log(np.concatenate([[self.release_depth], depth]))
+        shifted = logs - n * self.log_release
+        out = np.exp(np.maximum.accumulate(shifted) + n * self.log_release)[1:]
         out = np.maximum(out, depth)  # exact where the input itself is the maximum
-        self._release_depth = float(out[-1]) if out[-1] > 1e-9 else 0.0
+        self.release_depth = float(out[-1]) if out[-1] > 1e-9 else 0.0
         return out
+
+
+def _running_mean(values: np.ndarray, width: int) -> np.ndarray:
+    """Mean of every window of ``width`` consecutive values (len(values) - width + 1 results)."""
+    sums = np.cumsum(np.concatenate([[0.0], values]))
+    return (sums[width:] - sums[:-width]) / width
 
 
 def _sliding_min(values: np.ndarray, width: int) -> np.ndarray:

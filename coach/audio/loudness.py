@@ -91,7 +91,12 @@ class LoudnessMeter:
             raise ValueError(f"expected blocks shaped (frames, {self.channels})")
         if len(block) == 0:
             return
-        if _identical_channels(block):
+        if not block.any() and np.abs(self._zi).max() < 1e-12:
+            # Silence into a filter at rest (what is left rings 240 dB down) stays silence:
+            # skip the filtering, since sessions are mostly rests.
+            self._zi[:] = 0.0
+            power = np.zeros(len(block))
+        elif _identical_channels(block):
             weighted, self._zi[0] = sosfilt(self._sos, block[:, 0], zi=self._zi[0])
             self._zi[1:] = self._zi[0]
             power = weighted**2 * self.channels
@@ -186,7 +191,8 @@ def peak_envelope(x: np.ndarray) -> np.ndarray:
         out = y if out is None else np.maximum(out, y)
     c = context_frames()
     first = c + _FIR_DELAY - (taps - 1)
-    return out[first : first + len(x) - 2 * c]
+    # The samples themselves count too: the filter's centre tap is a little under 1.
+    return np.maximum(out[first : first + len(x) - 2 * c], np.abs(x[c : len(x) - c]))
 
 
 def context_frames() -> int:

@@ -1,0 +1,130 @@
+"""Loudness (BS.1770-4) and true peak meters, and the true-peak limiter."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyloudnorm
+import pytest
+
+from coach.audio.limiter import Limiter, limit_blocks
+from coach.audio.loudness import LoudnessMeter, TruePeakMeter, integrated_lufs, true_peak_dbtp
+
+from audio_helpers import speechlike
+
+
+def speech_with_pauses(rate_hz: int, seconds: float = 20.0, seed: int = 0) -> np.ndarray:
+    """Speech-like bursts separated by digital silence, as in a session."""
+    out = np.zeros(int(seconds * rate_hz))
+    rng = np.random.default_rng(seed)
+    pos = 0
+    while pos < len(out):
+        clip = speechlike(rng.uniform(0.5, 3.0), seed=int(rng.integers(1000)), rate_hz=rate_hz).samples
+        end = min(len(out), pos + len(clip))
+        out[pos:end] = clip[: end - pos] * rng.uniform(0.3, 1.0)
+        pos = end + int(rng.uniform(0.2, 4.0) * rate_hz)
+    return out
+
+
+@pytest.mark.parametrize("rate_hz", [44100, 48000, 22050])
+@pytest.mark.parametrize("stereo", [False, True])
+def test_integrated_loudness_agrees_with_pyloudnorm(rate_hz, stereo):
+    x = speech_with_pauses(rate_hz)
+    if stereo:
+        x = np.stack([x, 0.6 * np.roll(x, 100)], axis=1)
+    ours = integrated_lufs(x, rate_hz)
+    theirs = pyloudnorm.Meter(rate_hz).integrated_loudness(x)
+    assert abs(ours - theirs) < 0.1, (ours, theirs)
+
+
+def test_a_997_hz_sine_at_full_scale_reads_minus_3_lufs_per_channel():
+    # The calibration point of BS.1770: a 0 dBFS 997 Hz sine in one channel is -3.01 LUFS.
+    t = np.arange(10 * 48000) / 48000
+    assert integrated_lufs(np.sin(2 * np.pi * 997 * t), 48000) == pytest.approx(-3.01, abs=0.05)
+
+
+def test_streaming_in_any_block_size_gives_the_same_loudness():
+    x = speech_with_pauses(44100)[:, None]
+    whole = integrated_lufs(x, 44100)
+    for size in (1, 4410, 12345):
+        meter = LoudnessMeter(44100, 1)
+        step = size if size > 1 else 1000  # one-frame blocks are too slow in Python; 1000 still splits steps
+        for i in range(0, len(x), step):
+            meter.add(x[i : i + step])
+        assert meter.integrated_lufs() == pytest.approx(whole, abs=1e-9)
+
+
+def test_silence_is_gated_out_and_all_silence_is_minus_infinity():
+    x = speech_with_pauses(44100)
+    padded = np.concatenate([np.zeros(44100 * 60), x, np.zeros(44100 * 60)])
+    # Not identical: the padding completes the last gating blocks, which the bare signal leaves out.
+    assert integrated_lufs(padded, 44100) == pytest.approx(integrated_lufs(x, 44100), abs=0.1)
+    assert integrated_lufs(np.zeros(44100 * 5), 44100) == -np.inf
+
+
+def test_true_peak_finds_the_peak_between_samples():
+    n = np.arange(44100)
+    x = np.sin(2 * np.pi * 11025 / 44100 * n + np.pi / 4)  # samples at +-0.707, real peak 1.0
+    assert 20 * np.log10(np.max(np.abs(x))) == pytest.approx(-3.01, abs=0.01)
+    assert true_peak_dbtp(x) == pytest.approx(0.0, abs=0.2)
+    t = np.arange(44100) / 44100
+    assert true_peak_dbtp(0.5 * np.sin(2 * np.pi * 997 * t)) == pytest.approx(-6.02, abs=0.05)
+
+
+def test_true_peak_meter_streams_across_block_edges():
+    x = np.zeros((1000, 2))
+    x[499, 1] = 0.9  # an impulse right at a block edge
+    meter = TruePeakMeter(2)
+    meter.add(x[:500])
+    meter.add(x[500:])
+    assert 20 * np.log10(meter.finish()) == pytest.approx(true_peak_dbtp(x), abs=1e-9)
+    assert meter.peak >= 0.9
+
+
+def limited(x: np.ndarray, block: int = 30000, **kwargs) -> np.ndarray:
+    blocks = (x[i : i + block] for i in range(0, len(x), block))
+    return np.concatenate(list(limit_blocks(blocks, 44100, x.shape[1], **kwargs)))
+
+
+def test_the_limiter_holds_true_peaks_at_the_ceiling_whatever_the_block_size():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((44100 * 5, 2)) * 0.3
+    x[44100 * 2 : 44100 * 2 + 50] *= 6
+    for block in (30000, 777):
+        y = limited(x, block, ceiling_dbtp=-1.5)
+        assert y.shape == x.shape
+        assert true_peak_dbtp(y) <= -1.5 + 1e-3
+
+
+def test_the_limiter_leaves_quiet_audio_untouched_and_delays_nothing():
+    x = np.stack([speech_with_pauses(44100, 5.0) * 0.2] * 2, axis=1)
+    y = limited(x, ceiling_dbtp=-1.0)
+    np.testing.assert_array_equal(y, x.astype(np.float32))
+
+
+def test_the_limiter_changes_gain_smoothly_so_it_never_clicks():
+    x = np.stack([speech_with_pauses(44100, 10.0) * 3.0] * 2, axis=1)
+    y = limited(x, ceiling_dbtp=-1.5)
+    loud = np.abs(x[:, 0]) > 0.05
+    gain = y[loud, 0] / x[loud, 0]
+    assert gain.min() < 0.5, "the test signal must actually be limited"
+    # Consecutive loud samples: the gain moves by well under 1 % per sample (5 ms ramps, 150 ms release).
+    idx = np.flatnonzero(loud)
+    consecutive = np.diff(idx) == 1
+    assert np.max(np.abs(np.diff(gain))[consecutive]) < 0.01
+    assert np.all(gain <= 1.0 + 1e-6)
+
+
+def test_several_pre_gains_share_one_analysis_and_each_holds_the_ceiling():
+    x = speech_with_pauses(44100, 8.0)[:, None]
+    limiter = Limiter(44100, 1, -1.5, pre_gains_db=(-6.0, 0.0, 6.0))
+    outs = [[], [], []]
+    for i in range(0, len(x), 44100):
+        for k, out in enumerate(limiter.process_all(x[i : i + 44100])):
+            outs[k].append(out)
+    for k, out in enumerate(limiter.flush_all()):
+        outs[k].append(out)
+    ys = [np.concatenate(o) for o in outs]
+    assert all(len(y) == len(x) for y in ys)
+    assert all(true_peak_dbtp(y) <= -1.5 + 1e-3 for y in ys)
+    single = limited(x * 10 ** (6 / 20), 44100, ceiling_dbtp=-1.5)
+    np.testing.assert_allclose(ys[2], single, atol=1e-6)

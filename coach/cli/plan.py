@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from coach.cli.app import LevelOpt, OutputOpt, RateOpt, RoutineArg, VoiceOpt, VolumeOpt, app, output_is_stdout
 from coach.cuescript import FORMATS
 from coach.errors import UsageError
-from coach.model import Routine
-from coach.planner import Meter, PlanSettings
 from coach.timeline import Timeline, VoiceSpec
+
+if TYPE_CHECKING:  # heavy imports wait until the command runs, so `coach --help` stays quick
+    from coach.model import Routine
+    from coach.planner import PlanSettings
+    from coach.voice import Voice
 
 
 @app.command("plan")
@@ -38,6 +41,7 @@ def plan_cmd(
     from coach.cuescript import clock, write_script
     from coach.fsutil import write_text
     from coach.loader import load_routine
+    from coach.planner import PlanSettings
 
     if fmt not in FORMATS:
         raise UsageError(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
@@ -68,7 +72,19 @@ def voice_spec(routine: Routine, *, engine: str | None = None, voice: str | None
 
 def plan_with_voice(routine: Routine, settings: PlanSettings, *,
                     sound_lengths_s: dict[str, float] | None = None) -> Timeline:
-    """Plan with cue lengths measured in the settings' voice (the clips later rendered).
+    """Open the settings' voice, plan with it (see ``plan_measured``) and close it."""
+    from coach.voice import open_voice
+
+    voice = open_voice(settings.voice)
+    try:
+        return plan_measured(routine, settings, voice, sound_lengths_s=sound_lengths_s)
+    finally:
+        voice.close()
+
+
+def plan_measured(routine: Routine, settings: PlanSettings, voice: Voice, *,
+                  sound_lengths_s: dict[str, float] | None = None) -> Timeline:
+    """Plan with cue lengths measured in ``voice`` (the very clips later rendered); the voice stays open.
 
     With a real engine, a first plan from the estimate lists the texts, which
     are then synthesized in parallel; the real plan mostly finds them ready.
@@ -76,24 +92,19 @@ def plan_with_voice(routine: Routine, settings: PlanSettings, *,
     from dataclasses import replace
 
     from coach.planner import plan
-    from coach.voice import estimate_speech_s, open_voice
+    from coach.voice import estimate_speech_s
 
-    voice = open_voice(settings.voice)
-    try:
-        settings = replace(settings, voice=voice.spec)  # the voice as resolved, e.g. en-us -> gmw/en-us
-        if settings.voice.engine != "estimate":
-            texts: list[str] = []
+    settings = replace(settings, voice=voice.spec)  # the voice as resolved, e.g. en-us -> gmw/en-us
+    if voice.spec.engine != "estimate":
+        texts: list[str] = []
 
-            def listing(text: str) -> float:
-                texts.append(text)
-                return estimate_speech_s(text, settings.voice.rate_wpm)
+        def listing(text: str) -> float:
+            texts.append(text)
+            return estimate_speech_s(text, voice.spec.rate_wpm)
 
-            plan(routine, settings, listing, sound_lengths_s=sound_lengths_s)
-            voice.prefetch(texts)
-        meter: Meter = voice.measure_s
-        return plan(routine, settings, meter, sound_lengths_s=sound_lengths_s)
-    finally:
-        voice.close()
+        plan(routine, settings, listing, sound_lengths_s=sound_lengths_s)
+        voice.prefetch(texts)
+    return plan(routine, settings, voice.measure_s, sound_lengths_s=sound_lengths_s)
 
 
 def routine_sound_lengths(routine: Routine, ref: str) -> dict[str, float] | None:

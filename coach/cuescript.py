@@ -306,7 +306,7 @@ def _cue_lines(text: str) -> list[int]:
             i = skip(i)
             i = skip(i + 1) if text[i] == "," else i
     except (ValueError, IndexError):
-        pass
+        return []  # errors are then reported at line 1: the file parsed, its layout is just unusual
     return []
 
 

@@ -289,7 +289,7 @@ def test_a_missing_libespeak_ng_is_a_speech_error_saying_how_to_install_it(tmp_p
     assert "scripts/setup" in result.stdout
 
 
-# -- faults: hangs, lost files, dead workers -------------------------------
+# -- faults: hangs, lost files, dead workers, dropped settings -------------
 
 _FAULTY_WORKER = textwrap.dedent(
     """
@@ -328,8 +328,16 @@ _FAULTY_WORKER = textwrap.dedent(
             filename = filename + ".elsewhere"
         return real_save(self, text, filename)
 
+    real_set = pyttsx3.engine.Engine.setProperty
+
+    def set_property(self, name, value):
+        if fault == "dropped-setting" and name == "rate" and first_time():
+            return None  # as when the driver's cancel swallows a queued setProperty
+        return real_set(self, name, value)
+
     pyttsx3.engine.Engine.runAndWait = run
     pyttsx3.engine.Engine.connect = connect
+    pyttsx3.engine.Engine.setProperty = set_property
     espeak.EspeakDriver.save_to_file = save
 
     from coach.voice._worker import main
@@ -353,7 +361,7 @@ def faulty_engine(tmp_path, monkeypatch):
     return make
 
 
-@pytest.mark.parametrize("fault", ["hang", "silent", "lost", "crash"])
+@pytest.mark.parametrize("fault", ["hang", "silent", "lost", "crash", "dropped-setting"])
 def test_a_stuck_lost_or_dead_utterance_is_retried_in_a_fresh_worker(faulty_engine, fault):
     engine = faulty_engine(fault)
     started = time.perf_counter()
@@ -362,6 +370,9 @@ def test_a_stuck_lost_or_dead_utterance_is_retried_in_a_fresh_worker(faulty_engi
     assert engine.retries == 1
     assert 0.5 < loud_s(clip.samples) < 2.0
     assert elapsed_s < 10
+    # Spoken at the rate asked for (170 wpm), not the driver's default of 200.
+    reference = voice(rate_wpm=170).engine.synthesize("Hold it there")
+    assert loud_s(clip.samples) == pytest.approx(loud_s(reference.samples), abs=0.03)
     # The replacement worker keeps working.
     assert loud_s(engine.synthesize("Go").samples) > 0.1
     assert engine.retries == 1

@@ -19,9 +19,12 @@ read as digital silence.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
+import os
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any, Protocol
 
 import numpy as np
@@ -130,7 +133,8 @@ class SimpleaudioStream:
         sa_module, sa_error = _simpleaudio()
         view = memoryview(self._map)[max(0, skip_frames) * self._frame_bytes :]
         try:
-            self._play = sa_module.play_buffer(view, self.channels, 2, self.sample_rate_hz)
+            with _alsa_quiet():
+                self._play = sa_module.play_buffer(view, self.channels, 2, self.sample_rate_hz)
         except sa_error as exc:
             raise device_error(exc) from None
 
@@ -156,6 +160,31 @@ class SimpleaudioStream:
             self._map.madvise(mmap.MADV_DONTNEED, 0, len(self._map))
         elif self._written_from is not None:
             self._samples[self._written_from : self._written_to] = 0
+
+
+@contextlib.contextmanager
+def _alsa_quiet() -> Iterator[None]:
+    """Keep alsa-lib's own "ALSA lib ... cannot find card" lines off the user's terminal.
+
+    They go straight to file descriptor 2 while the device is opened; the error
+    that matters comes back as an exception and is reported once, clearly.
+    """
+    if not sys.platform.startswith("linux"):
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _simpleaudio() -> tuple[Any, type[BaseException]]:

@@ -391,19 +391,20 @@ class Player:
     def run(self, start_s: float = 0.0) -> Outcome:
         """Play from ``start_s``; return at the end or on quit.
 
-        Raises ``Interrupted`` on Ctrl-C (after silencing the device) and
+        Raises ``Interrupted`` on Ctrl-C (KeyboardInterrupt or Interrupted, after silencing the device) and
         ``AudioDeviceError`` if the device fails; both carry ``position_s``.
         """
         try:
             self._start(self._frame(min(max(0.0, start_s), self.timeline.duration_s)), self._preroll())
             self._emit("start")
             return self._loop()
-        except KeyboardInterrupt as exc:
+        except (KeyboardInterrupt, Interrupted) as exc:
             position = self.position_s()
             self._silence()
-            err = Interrupted(f"stopped at {self.map.describe(position)}")
+            what = exc.message if isinstance(exc, Interrupted) else "interrupted"
+            err = Interrupted(f"{what} at {self.map.describe(position)}")
             err.position_s = position  # type: ignore[attr-defined]
-            raise err from (None if isinstance(exc, Interrupted) else exc)
+            raise err from None
         except AudioDeviceError as exc:
             if getattr(exc, "position_s", None) is None:
                 exc.position_s = self.position_s()  # type: ignore[attr-defined]

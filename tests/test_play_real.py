@@ -7,7 +7,9 @@ in real time and logs when each byte was taken (see shared/notes/pitfalls.md).
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -188,3 +190,157 @@ def test_no_device_is_a_clear_error_that_suggests_export(tmp_path):
     message, hint = result.stdout.splitlines()
     assert message.startswith("no audio output device found")
     assert "coach export" in hint
+
+
+# -- coach play, end to end -----------------------------------------------------------
+
+SCRIPT = {
+    "routine": "short", "title": "Short", "level": "standard", "duration_s": 6.0,
+    "voice": {"engine": "pyttsx3", "voice": "en-us", "rate_wpm": 170, "volume": 1.0},
+    "chapters": [{"start_s": 0.0, "title": "Introduction"}, {"start_s": 3.0, "title": "Plank", "exercise": "plank"}],
+    "cues": [
+        {"start_s": 0.0, "end_s": 1.2, "kind": "speech", "text": "Welcome to a short test.", "phase": "intro"},
+        {"start_s": 3.0, "end_s": 3.22, "kind": "sound", "sound": "start", "phase": "work", "exercise": "plank", "set": 1},
+        {"start_s": 3.5, "end_s": 4.5, "kind": "speech", "text": "Hold it.", "phase": "work", "exercise": "plank", "set": 1},
+        {"start_s": 5.0, "end_s": 5.58, "kind": "sound", "sound": "finish", "phase": "outro"},
+    ],
+}
+
+TINY = """\
+name: tiny
+title: Tiny
+description: A tiny test.
+exercises:
+  - name: Plank
+    steps:
+      - Hold a plank.
+    dose:
+      hold_s: 3
+      setup_s: 0
+      rest_after_s: 0
+"""
+
+PREROLL = int(0.4 * RATE)
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("clip-cache")
+
+
+@pytest.fixture
+def env(device, cache_dir, tmp_path, monkeypatch):
+    """Environment of a `coach play` subprocess: the capture HOME, a shared clip cache, its own history."""
+    monkeypatch.setenv("COACH_CACHE_DIR", str(cache_dir))
+    monkeypatch.setenv("COACH_DATA_DIR", str(tmp_path / "data"))
+    return {**os.environ, "HOME": str(device.home), "COACH_CACHE_DIR": str(cache_dir),
+            "COACH_DATA_DIR": str(tmp_path / "data")}
+
+
+def coach(*args: str, env: dict, timeout_s: float = 60.0) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "coach", *args], env=env, capture_output=True, text=True,
+                          timeout=timeout_s)
+
+
+def expected_audio(ref: str, start_s: float = 0.0) -> np.ndarray:
+    """What `coach play ref` should send to the device after its preroll: the same plan, rendered here."""
+    from coach.audio.render import render_blocks
+    from coach.cli.play import prepare_session
+    from coach.playback import to_int16
+
+    session = prepare_session(ref, "standard", engine=None, voice=None, rate=None, volume=None, use_cache=True)
+    try:
+        blocks = render_blocks(session.timeline, session.clip_for, RATE, 2, block_s=0.5, start_s=start_s)
+        return np.concatenate([to_int16(b) for b in blocks])
+    finally:
+        session.close()
+
+
+def session_segments(device: CaptureDevice) -> list[Captured]:
+    """What the device received, without the player's 10 ms silent probe."""
+    return [c for c in device.captures() if len(c.frames) != RATE // 100 or np.any(c.frames)]
+
+
+def history(env: dict) -> list[dict]:
+    result = coach("history", "--format", "json", env=env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_play_sends_exactly_the_sessions_audio_in_order_and_records_it(device, env, tmp_path):
+    script = tmp_path / "short.json"
+    script.write_text(json.dumps(SCRIPT))
+    result = coach("play", str(script), env=env)
+    assert result.returncode == 0, result.stderr
+    assert "session finished" in result.stderr and "Traceback" not in result.stderr
+    (cap,) = session_segments(device)  # one stream, no underrun
+    expected = expected_audio(str(script))
+    assert not np.any(cap.frames[:PREROLL])
+    assert len(cap.frames) == PREROLL + len(expected)
+    assert np.array_equal(cap.frames[PREROLL:], expected)
+    (rec,) = history(env)
+    assert rec["finished"] and rec["outcome"] == "finished" and rec["source"] == str(script)
+
+
+def test_without_a_device_play_says_so_suggests_export_and_exits_6(tmp_path, cache_dir):
+    home = tmp_path / "no-sound-home"
+    home.mkdir()
+    env = {**os.environ, "HOME": str(home), "COACH_CACHE_DIR": str(cache_dir), "COACH_DATA_DIR": str(tmp_path)}
+    result = coach("play", env=env, timeout_s=30)
+    assert result.returncode == 6
+    assert result.stderr.startswith("coach: error: no audio output device found")
+    assert "coach export" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_ctrl_c_stops_the_sound_says_where_and_how_to_resume_and_records_it(device, env, tmp_path):
+    routine = tmp_path / "tiny.yaml"
+    routine.write_text(TINY)
+    expected = expected_audio(str(routine))
+    proc = subprocess.Popen([sys.executable, "-m", "coach", "play", str(routine)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = Path(str(device.prefix) + ".log")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # wait for 3 s of the session to reach the device
+        rows = np.loadtxt(log, ndmin=2) if log.stat().st_size else np.zeros((0, 4))
+        session_rows = rows[rows[:, 1] >= 1] if len(rows) else rows
+        if len(session_rows) and session_rows[-1, 2] > 3.0 * BYTES_PER_S:
+            break
+        time.sleep(0.05)
+    sent_s = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("coach: error: interrupted at 0:0")
+    assert last.endswith(f"(resume with: coach play {routine} --resume)")
+    (cap,) = session_segments(device)
+    loud = np.flatnonzero(np.any(cap.frames != 0, axis=1))
+    assert cap.time_of_frame(int(loud[-1])) - sent_s < 0.25  # silent within a quarter second
+    heard = cap.frames[PREROLL:]
+    cut = int(np.searchsorted(cap.reads[:, 0], sent_s) and cap.reads[np.searchsorted(cap.reads[:, 0], sent_s) - 1, 1] // 4) - PREROLL
+    assert cut > 2 * RATE
+    assert np.array_equal(heard[:cut], expected[:cut])
+    (rec,) = history(env)
+    assert rec["outcome"] == "interrupted" and not rec["finished"] and rec["ended_at"]
+    played_s = (sent_s - cap.first_s) - 0.4
+    assert abs(rec["position_s"] - played_s) < 0.3
+
+
+def test_resume_carries_on_from_the_start_of_the_step_where_it_stopped(device, env, tmp_path):
+    script = tmp_path / "short.json"
+    script.write_text(json.dumps(SCRIPT))
+    from coach.history import History
+
+    with History(tmp_path / "data" / "history.sqlite3") as h:  # a session killed at 4.2 s, inside "Plank"
+        sid = h.start(routine="short", source=str(script), level="standard", settings={}, duration_s=6.0)
+        h.update(sid, position_s=4.2, step="Plank")
+    result = coach("play", "--resume", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "starting at 0:03 (Plank)" in result.stderr
+    (cap,) = session_segments(device)
+    expected = expected_audio(str(script), start_s=3.0)
+    assert np.array_equal(cap.frames[PREROLL:], expected)
+    (rec,) = history(env)
+    assert rec["id"] == sid and rec["finished"]

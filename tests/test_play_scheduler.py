@@ -50,6 +50,8 @@ class ScriptedInbox:
             self.clock.t = max(self.clock.t, t)
             if command == "ctrl-c":
                 raise KeyboardInterrupt
+            if command == "sigterm":
+                raise Interrupted("terminated")  # what coach.cli's signal handler raises
             return command
         self.clock.t = max(self.clock.t, until_s + self.oversleep())
         return None
@@ -323,7 +325,14 @@ def test_ctrl_c_silences_the_device_and_reports_where_it_stopped():
         h.run()
     assert h.sink.streams[-1].stopped_s == 50.4
     assert info.value.position_s == pytest.approx(50.0)
-    assert "0:50 (Bird-Dog, set 2 of 3)" in str(info.value)
+    assert str(info.value) == "interrupted at 0:50 (Bird-Dog, set 2 of 3)"
+
+
+def test_an_interrupted_error_from_the_signal_handler_is_handled_the_same_way():
+    h = Harness(make_timeline(), script=[(0.4 + 50.0, "sigterm")])
+    with pytest.raises(Interrupted, match=r"^terminated at 0:50 \(Bird-Dog, set 2 of 3\)$"):
+        h.run()
+    assert h.sink.streams[-1].stopped_s == 50.4
 
 
 def test_a_device_that_stops_mid_session_raises_a_device_error_with_the_position():

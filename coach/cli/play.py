@@ -6,7 +6,6 @@ import json
 import os
 import select
 import shlex
-import signal
 import sys
 import threading
 import time
@@ -62,7 +61,7 @@ def play_cmd(
     sink = SimpleaudioSink()
     # Fail before planning when there is no device; opening it also starts waking a Bluetooth output.
     sink.probe()
-    session = _prepare(ref, level or "standard", engine=engine, voice=voice, rate=rate, volume=volume,
+    session = prepare_session(ref, level or "standard", engine=engine, voice=voice, rate=rate, volume=volume,
                        use_cache=not no_cache)
     try:
         _play(session, sink, history, record, start_from, quiet)
@@ -110,7 +109,7 @@ def history_cmd(
 # -- preparing a session -----------------------------------------------------------
 
 
-class _Session:
+class PreparedSession:
     """A timeline ready to play, with its voice and sounds."""
 
     def __init__(self, timeline: Any, voice: Any, source: str, name: str, level: str,
@@ -182,8 +181,8 @@ def _is_script(ref: str) -> bool:
     return False
 
 
-def _prepare(ref: str, level: str, *, engine: str | None, voice: str | None, rate: int | None,
-             volume: float | None, use_cache: bool) -> _Session:
+def prepare_session(ref: str, level: str, *, engine: str | None, voice: str | None, rate: int | None,
+             volume: float | None, use_cache: bool) -> PreparedSession:
     """Load ``ref`` and plan it (a routine) or read it (a cue script), with its voice open."""
     from coach.timeline import VoiceSpec
     from coach.voice import open_voice
@@ -196,7 +195,7 @@ def _prepare(ref: str, level: str, *, engine: str | None, voice: str | None, rat
         spec = VoiceSpec(engine=engine or base.engine, voice=voice or base.voice,
                          rate_wpm=rate if rate is not None else base.rate_wpm,
                          volume=volume if volume is not None else base.volume)
-        session = _Session(timeline, open_voice(spec, use_cache=use_cache), _source_of(ref),
+        session = PreparedSession(timeline, open_voice(spec, use_cache=use_cache), _source_of(ref),
                            timeline.routine or Path(ref).stem, timeline.level, None, None)
         return session
 
@@ -224,7 +223,7 @@ def _prepare(ref: str, level: str, *, engine: str | None, voice: str | None, rat
         raise
     where = resolve(ref)
     base_dir = Path(where).parent if isinstance(where, Path) else user_routine_dir()
-    return _Session(timeline, opened, _source_of(ref), routine.name, level,
+    return PreparedSession(timeline, opened, _source_of(ref), routine.name, level,
                     dict(routine.sounds) or None, base_dir)
 
 
@@ -243,7 +242,7 @@ def _open_history(quiet: bool) -> Any:
 # -- playing -------------------------------------------------------------------------
 
 
-def _play(session: _Session, sink: Any, history: Any, record: Any, start_from: str | None, quiet: bool) -> None:
+def _play(session: PreparedSession, sink: Any, history: Any, record: Any, start_from: str | None, quiet: bool) -> None:
     from coach.player import KEYS_HELP, MonotonicClock, Player, QueueInbox, SessionMap
 
     timeline = session.timeline
@@ -284,7 +283,6 @@ def _play(session: _Session, sink: Any, history: Any, record: Any, start_from: s
     if start_s > 0 and not quiet:
         print(f"coach: starting at {smap.describe(start_s)}", file=sys.stderr)
     keyboard = _Keyboard(sys.stdin, inbox.put) if interactive else None
-    previous_term = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         if keyboard is not None:
             keyboard.start()
@@ -293,7 +291,7 @@ def _play(session: _Session, sink: Any, history: Any, record: Any, start_from: s
         position = getattr(exc, "position_s", 0.0)
         status.close()
         saver.end(position, smap.step_at(position).label, "interrupted")
-        raise Interrupted(f"{exc.message}; resume with: {resume_cmd}") from None
+        raise Interrupted(exc.message, hint=f"resume with: {resume_cmd}") from None
     except AudioDeviceError as exc:
         position = getattr(exc, "position_s", 0.0)
         status.close()
@@ -301,7 +299,6 @@ def _play(session: _Session, sink: Any, history: Any, record: Any, start_from: s
         raise AudioDeviceError(f"{exc.message} at {smap.describe(position)}",
                                hint=f"{exc.hint}; resume with: {resume_cmd}" if exc.hint else f"resume with: {resume_cmd}") from None
     finally:
-        signal.signal(signal.SIGTERM, previous_term)
         if keyboard is not None:
             keyboard.stop()
         status.close()
@@ -319,10 +316,6 @@ def _clock(seconds: float) -> str:
     from coach.player import clock
 
     return clock(seconds)
-
-
-def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
 
 
 class _Saver:

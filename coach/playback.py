@@ -205,5 +205,6 @@ def device_error(exc: BaseException) -> AudioDeviceError:
     text = str(exc)
     detail = text.split("MSG:", 1)[1].strip() if "MSG:" in text else text
     if "busy" in text.lower():
-        return DeviceBusy(f"the audio output device is busy ({detail})", hint="close the program using it, or use `coach export`")
+        return DeviceBusy(f"the audio output device is busy ({detail})",
+                          hint="close the program using it, or use `coach export`")
     return AudioDeviceError(f"{NO_DEVICE} ({detail})" if detail else NO_DEVICE, hint=EXPORT_HINT)

@@ -17,10 +17,8 @@ moves only when the player waits, a recording sink and scripted key presses.
 
 from __future__ import annotations
 
-import bisect
 import enum
 import queue
-import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -30,8 +28,9 @@ import numpy as np
 
 from coach.audio.clip import Clip
 from coach.audio.render import render_blocks, resample
-from coach.errors import AudioDeviceError, Interrupted, UsageError
+from coach.errors import AudioDeviceError, Interrupted
 from coach.playback import AudioSink, DeviceBusy, Stream
+from coach.session_map import SessionMap, Step
 from coach.timeline import Cue, Timeline
 
 
@@ -69,160 +68,6 @@ def decode_keys(data: bytes) -> list[Command]:
             out.append(_KEYS[key])
         i += 1
     return out
-
-
-# -- where things are in a session ----------------------------------------------
-
-
-@dataclass(frozen=True)
-class Step:
-    """A place to skip to: a chapter (intro, outro) or one set of an exercise."""
-
-    start_s: float
-    title: str
-    exercise: str | None = None
-    set: int | None = None
-    sets: int | None = None
-
-    @property
-    def label(self) -> str:
-        if self.set is not None and self.sets and self.sets > 1:
-            return f"{self.title}, set {self.set} of {self.sets}"
-        return self.title
-
-
-class SessionMap:
-    """Steps, phases and cue positions of a Timeline, for navigation and the status line."""
-
-    def __init__(self, timeline: Timeline) -> None:
-        self.timeline = timeline
-        self.cues = sorted(timeline.cues, key=lambda c: c.start_s)
-        self._starts = [c.start_s for c in self.cues]
-        self.names = {ch.exercise: ch.title for ch in timeline.chapters if ch.exercise}
-        self.steps = self._find_steps()
-        self._step_starts = [s.start_s for s in self.steps]
-        self._phases = self._find_phases()
-        self._phase_starts = [p[0] for p in self._phases]
-
-    def _find_steps(self) -> tuple[Step, ...]:
-        """Chapters, the start of each later set, and each switch of sides (a "switch" sound)."""
-        sets: dict[str, int] = {}
-        for cue in self.cues:
-            if cue.exercise is not None and cue.set is not None:
-                sets[cue.exercise] = max(sets.get(cue.exercise, 0), cue.set)
-        found: dict[float, Step] = {}
-        for ch in sorted(self.timeline.chapters, key=lambda c: c.start_s):
-            found.setdefault(ch.start_s, Step(ch.start_s, ch.title, ch.exercise, 1 if ch.exercise else None,
-                                              sets.get(ch.exercise or "")))
-        seen: set[tuple[str, int]] = set()
-        for i, cue in enumerate(self.cues):
-            if cue.exercise is None or cue.set is None:
-                continue
-            name = self.names.get(cue.exercise, cue.exercise)
-            if cue.set > 1 and (cue.exercise, cue.set) not in seen:
-                found.setdefault(cue.start_s, Step(cue.start_s, name, cue.exercise, cue.set, sets.get(cue.exercise)))
-            seen.add((cue.exercise, cue.set))
-            if cue.kind == "sound" and cue.sound == "switch":
-                side = next((c.side for c in self.cues[i + 1 : i + 4] if c.side and c.side != cue.side), None)
-                title = f"{name}, {side} side" if side else name
-                found.setdefault(cue.start_s, Step(cue.start_s, title, cue.exercise, cue.set, sets.get(cue.exercise)))
-        if not found or min(found) > 0:
-            found.setdefault(0.0, Step(0.0, self.timeline.title or "start"))
-        return tuple(found[k] for k in sorted(found))
-
-    def _find_phases(self) -> list[tuple[float, float, str]]:
-        """(start_s, end_s, phase): runs of cues of one phase, each lasting until the next run.
-
-        A rest lasts until the countdown or the work: the reminder of the next set
-        and "get ready" spoken during it do not end it.
-        """
-        runs: list[list] = []
-        for cue in self.cues:
-            if runs and runs[-1][2] == cue.phase:
-                continue
-            if runs and runs[-1][2] == "rest" and cue.phase in ("instruction", "transition") \
-                    and cue.exercise == runs[-1][3]:
-                continue
-            runs.append([cue.start_s, None, cue.phase, cue.exercise])
-        for i, run in enumerate(runs):
-            run[1] = runs[i + 1][0] if i + 1 < len(runs) else self.timeline.duration_s
-        return [(start, end, phase) for start, end, phase, _ in runs]
-
-    def side_at(self, position_s: float) -> str | None:
-        """The side being worked at ``position_s`` (from the last cue that named one in this set)."""
-        i = bisect.bisect_right(self._starts, position_s + 1e-6)
-        for cue in reversed(self.cues[max(0, i - 12) : i]):
-            if cue.side:
-                return cue.side
-            if cue.phase in ("rest", "instruction", "intro", "outro"):
-                return None
-        return None
-
-    def step_index(self, position_s: float) -> int:
-        return max(0, bisect.bisect_right(self._step_starts, position_s + 1e-6) - 1)
-
-    def step_at(self, position_s: float) -> Step:
-        return self.steps[self.step_index(position_s)]
-
-    def phase_at(self, position_s: float) -> tuple[str | None, float | None]:
-        i = bisect.bisect_right(self._phase_starts, position_s + 1e-6) - 1
-        if i < 0:
-            return None, None
-        _, end, phase = self._phases[i]
-        return phase, max(0.0, end - position_s)
-
-    def resume_point(self, position_s: float) -> float:
-        """Where to carry on from ``position_s``: the start of a cue heard only in part."""
-        i = bisect.bisect_right(self._starts, position_s + 1e-6)
-        best = position_s
-        for cue in self.cues[max(0, i - 8) : i]:
-            if cue.start_s < position_s < cue.end_s:
-                best = min(best, cue.start_s)
-        return best
-
-    def last_spoken(self, position_s: float) -> Cue | None:
-        """The last real sentence heard: counts and countdown numbers are not worth repeating."""
-        i = bisect.bisect_right(self._starts, position_s + 1e-6)
-        fallback = None
-        for cue in reversed(self.cues[:i]):
-            if cue.kind != "speech":
-                continue
-            fallback = fallback or cue
-            if not cue.optional and cue.phase != "countdown" and cue.rep is None:
-                return cue
-        return fallback
-
-    def describe(self, position_s: float) -> str:
-        """'12:03 (Bird-Dog, set 2 of 3)'."""
-        return f"{clock(position_s)} ({self.step_at(position_s).label})"
-
-    def resolve_from(self, spec: str) -> float:
-        """A --from value: MM:SS, H:MM:SS or seconds, or an exercise id or name."""
-        text = spec.strip()
-        if re.fullmatch(r"\d+(\.\d+)?|\d+:\d{1,2}(\.\d+)?|\d+:\d{1,2}:\d{1,2}(\.\d+)?", text):
-            seconds = 0.0
-            for part in text.split(":"):
-                seconds = seconds * 60 + float(part)
-            if seconds >= self.timeline.duration_s:
-                raise UsageError(f"--from: {text} is past the end of the session ({clock(self.timeline.duration_s)})")
-            return self.resume_point(seconds)
-        wanted = text.lower()
-        for ch in self.timeline.chapters:
-            if wanted in ((ch.exercise or "").lower(), ch.title.lower()):
-                return ch.start_s
-        matches = [ch for ch in self.timeline.chapters if wanted in ch.title.lower()]
-        if len(matches) == 1:
-            return matches[0].start_s
-        choices = ", ".join(ch.exercise or ch.title for ch in self.timeline.chapters)
-        raise UsageError(f"--from: no exercise {spec!r} in this session", hint=f"choose one of: {choices}, or MM:SS")
-
-
-def clock(seconds: float) -> str:
-    """12:05 or 1:02:05."""
-    total = int(seconds)
-    h, rest = divmod(total, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 # -- clock and commands ---------------------------------------------------------
@@ -371,7 +216,7 @@ class Player:
         *,
         say: Callable[[str], Clip] | None = None,
         on_status: Callable[[Status], None] | None = None,
-        options: PlayerOptions = PlayerOptions(),
+        options: PlayerOptions | None = None,
     ) -> None:
         self.timeline = timeline
         self.map = SessionMap(timeline)
@@ -381,7 +226,7 @@ class Player:
         self.inbox = inbox
         self.say = say
         self.on_status = on_status or (lambda status: None)
-        self.options = options
+        self.options = options = options or PlayerOptions()
         self.rate_hz = options.sample_rate_hz
         self.end_frame = self._frame(timeline.duration_s)
         self._cur: _Playing | None = None

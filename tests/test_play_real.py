@@ -200,8 +200,10 @@ SCRIPT = {
     "chapters": [{"start_s": 0.0, "title": "Introduction"}, {"start_s": 3.0, "title": "Plank", "exercise": "plank"}],
     "cues": [
         {"start_s": 0.0, "end_s": 1.2, "kind": "speech", "text": "Welcome to a short test.", "phase": "intro"},
-        {"start_s": 3.0, "end_s": 3.22, "kind": "sound", "sound": "start", "phase": "work", "exercise": "plank", "set": 1},
-        {"start_s": 3.5, "end_s": 4.5, "kind": "speech", "text": "Hold it.", "phase": "work", "exercise": "plank", "set": 1},
+        {"start_s": 3.0, "end_s": 3.22, "kind": "sound", "sound": "start", "phase": "work",
+         "exercise": "plank", "set": 1},
+        {"start_s": 3.5, "end_s": 4.5, "kind": "speech", "text": "Hold it.", "phase": "work",
+         "exercise": "plank", "set": 1},
         {"start_s": 5.0, "end_s": 5.58, "kind": "sound", "sound": "finish", "phase": "outro"},
     ],
 }
@@ -319,7 +321,8 @@ def test_ctrl_c_stops_the_sound_says_where_and_how_to_resume_and_records_it(devi
     loud = np.flatnonzero(np.any(cap.frames != 0, axis=1))
     assert cap.time_of_frame(int(loud[-1])) - sent_s < 0.25  # silent within a quarter second
     heard = cap.frames[PREROLL:]
-    cut = int(np.searchsorted(cap.reads[:, 0], sent_s) and cap.reads[np.searchsorted(cap.reads[:, 0], sent_s) - 1, 1] // 4) - PREROLL
+    before_signal = int(np.searchsorted(cap.reads[:, 0], sent_s))  # reads taken before SIGINT was sent
+    cut = int(cap.reads[before_signal - 1, 1] // 4) - PREROLL
     assert cut > 2 * RATE
     assert np.array_equal(heard[:cut], expected[:cut])
     (rec,) = history(env)

@@ -16,7 +16,8 @@ import pytest
 from coach.audio.clip import Clip
 from coach.errors import AudioDeviceError, Interrupted, UsageError
 from coach.playback import DeviceBusy
-from coach.player import Command, Outcome, Player, PlayerOptions, SessionMap, Status, decode_keys
+from coach.player import Command, Outcome, Player, PlayerOptions, Status, decode_keys
+from coach.session_map import SessionMap
 from coach.timeline import Chapter, Cue, Timeline, VoiceSpec
 
 RATE = 1000  # a low rate keeps an hour of recorded audio small; timing is what is tested

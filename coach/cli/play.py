@@ -34,9 +34,12 @@ def play_cmd(
     voice: Optional[str] = VoiceOpt,
     rate: Optional[int] = RateOpt,
     volume: Optional[float] = VolumeOpt,
-    engine: Optional[str] = typer.Option(None, "--engine", help="pyttsx3 or estimate (silent speech). Default: the routine's."),
-    start_from: Optional[str] = typer.Option(None, "--from", help="Start at an exercise (id or name) or a time (MM:SS)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the last unfinished session from the start of its step."),
+    engine: Optional[str] = typer.Option(
+        None, "--engine", help="pyttsx3 or estimate (silent speech). Default: the routine's."),
+    start_from: Optional[str] = typer.Option(
+        None, "--from", help="Start at an exercise (id or name) or a time (MM:SS)."),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue the last unfinished session from the start of its step."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No status line on stderr."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Synthesize speech again instead of using the clip cache."),
 ) -> None:
@@ -78,7 +81,7 @@ def history_cmd(
 ) -> None:
     """List the sessions played, newest first, and how far each got."""
     from coach.history import History, history_path
-    from coach.player import clock
+    from coach.session_map import clock
 
     if fmt not in ("table", "json"):
         raise UsageError(f"--format: expected table or json, got {fmt!r}")
@@ -243,7 +246,8 @@ def _open_history(quiet: bool) -> Any:
 
 
 def _play(session: PreparedSession, sink: Any, history: Any, record: Any, start_from: str | None, quiet: bool) -> None:
-    from coach.player import KEYS_HELP, MonotonicClock, Player, QueueInbox, SessionMap
+    from coach.player import KEYS_HELP, MonotonicClock, Player, QueueInbox
+    from coach.session_map import SessionMap
 
     timeline = session.timeline
     smap = SessionMap(timeline)
@@ -296,8 +300,8 @@ def _play(session: PreparedSession, sink: Any, history: Any, record: Any, start_
         position = getattr(exc, "position_s", 0.0)
         status.close()
         saver.end(position, smap.step_at(position).label, "device-error")
-        raise AudioDeviceError(f"{exc.message} at {smap.describe(position)}",
-                               hint=f"{exc.hint}; resume with: {resume_cmd}" if exc.hint else f"resume with: {resume_cmd}") from None
+        hint = f"{exc.hint}; resume with: {resume_cmd}" if exc.hint else f"resume with: {resume_cmd}"
+        raise AudioDeviceError(f"{exc.message} at {smap.describe(position)}", hint=hint) from None
     finally:
         if keyboard is not None:
             keyboard.stop()
@@ -313,7 +317,7 @@ def _play(session: PreparedSession, sink: Any, history: Any, record: Any, start_
 
 
 def _clock(seconds: float) -> str:
-    from coach.player import clock
+    from coach.session_map import clock
 
     return clock(seconds)
 

@@ -196,6 +196,16 @@ def test_an_existing_file_is_kept_unless_forced(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.wav"]
 
 
+def test_output_files_get_the_usual_permissions_not_the_temporary_files_private_ones(tmp_path):
+    old = os.umask(0o022)
+    try:
+        x = signal(0.1)
+        write_audio(blocks_of(x), tmp_path / "s.wav", sample_rate_hz=RATE, channels=2, total_frames=len(x))
+    finally:
+        os.umask(old)
+    assert (tmp_path / "s.wav").stat().st_mode & 0o777 == 0o644
+
+
 def test_a_missing_folder_is_an_output_error_naming_it(tmp_path):
     with pytest.raises(OutputError, match="nowhere"):
         with atomic_output(tmp_path / "nowhere" / "s.wav"):

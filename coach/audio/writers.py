@@ -328,8 +328,13 @@ def atomic_output(path: str | Path, *, force: bool = False) -> Iterator[Path]:
         fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     except OSError as exc:
         raise _as_output_error(target, exc) from None
-    os.close(fd)
     temp = Path(temp_name)
+    try:
+        # mkstemp makes the file private (0600); give it the mode a plain open() would have.
+        os.fchmod(fd, 0o666 & ~_umask())
+    except (OSError, AttributeError):
+        pass
+    os.close(fd)
     try:
         yield temp
         try:
@@ -347,6 +352,12 @@ def atomic_output(path: str | Path, *, force: bool = False) -> Iterator[Path]:
         with contextlib.suppress(OSError):
             temp.unlink()
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
 
 
 def _fsync_folder(folder: Path) -> None:

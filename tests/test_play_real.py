@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -347,3 +349,102 @@ def test_resume_carries_on_from_the_start_of_the_step_where_it_stopped(device, e
     assert np.array_equal(cap.frames[PREROLL:], expected)
     (rec,) = history(env)
     assert rec["id"] == sid and rec["finished"]
+
+
+KEYS_SCRIPT = {
+    "routine": "keys", "title": "Keys", "level": "standard", "duration_s": 10.0,
+    "voice": {"engine": "pyttsx3", "voice": "en-us", "rate_wpm": 170, "volume": 1.0},
+    "chapters": [{"start_s": 0.0, "title": "Introduction"}, {"start_s": 3.0, "title": "Plank", "exercise": "plank"},
+                 {"start_s": 6.0, "title": "Side Plank", "exercise": "side-plank"}, {"start_s": 9.0, "title": "Finish"}],
+    "cues": [
+        {"start_s": 0.0, "end_s": 2.5, "kind": "speech", "text": "Welcome to the test of the keys.", "phase": "intro"},
+        {"start_s": 3.0, "end_s": 3.22, "kind": "sound", "sound": "start", "phase": "work", "exercise": "plank"},
+        {"start_s": 3.5, "end_s": 4.5, "kind": "speech", "text": "Hold it.", "phase": "work", "exercise": "plank"},
+        {"start_s": 6.0, "end_s": 6.22, "kind": "sound", "sound": "start", "phase": "work", "exercise": "side-plank"},
+        {"start_s": 6.5, "end_s": 7.5, "kind": "speech", "text": "Side plank now.", "phase": "work",
+         "exercise": "side-plank"},
+        {"start_s": 9.0, "end_s": 9.58, "kind": "sound", "sound": "finish", "phase": "outro"},
+    ],
+}
+
+
+def taken_s(device: CaptureDevice) -> float:
+    """Seconds of audio the pacer has taken so far, over all segments."""
+    log = Path(str(device.prefix) + ".log")
+    rows = np.loadtxt(log, ndmin=2) if log.stat().st_size else np.zeros((0, 4))
+    return float(rows[:, 3].sum()) / BYTES_PER_S if len(rows) else 0.0
+
+
+def wait_for_device(device: CaptureDevice, seconds: float, timeout_s: float = 30.0) -> None:
+    """Wait until the pacer has taken ``seconds`` of audio in all."""
+    deadline = time.monotonic() + timeout_s
+    while taken_s(device) < seconds:
+        assert time.monotonic() < deadline, f"the device never got {seconds} s of audio"
+        time.sleep(0.02)
+
+
+def locate(heard: np.ndarray, piece: np.ndarray, start: int) -> tuple[int, int]:
+    """Where the first 0.1 s of ``piece`` occurs in ``heard`` after ``start``, and how long they agree from there."""
+    needle = piece[: RATE // 10].tobytes()
+    where = heard[start:].tobytes().find(needle)
+    while where >= 0 and where % 4:  # whole frames only
+        where = heard[start:].tobytes().find(needle, where + 1)
+    assert where >= 0, "piece not found"
+    at = start + where // 4
+    n = min(len(piece), len(heard) - at)
+    differ = np.flatnonzero(np.any(heard[at : at + n] != piece[:n], axis=1))
+    return at, int(differ[0]) if len(differ) else n
+
+
+def test_keys_pause_resume_skip_and_quit_through_a_terminal(device, env, tmp_path):
+    import pexpect
+
+    from coach.audio.render import resample
+    from coach.playback import to_int16
+    from coach.timeline import VoiceSpec
+    from coach.voice import open_voice
+
+    script = tmp_path / "keys.json"
+    script.write_text(json.dumps(KEYS_SCRIPT))
+    python = shlex.quote(sys.executable)
+    # stty after coach shows whether the terminal was given back as it was.
+    child = pexpect.spawn("/bin/sh", ["-c", f"{python} -m coach play {shlex.quote(str(script))}; stty -a"],
+                          env=env, timeout=30, encoding="utf-8", dimensions=(24, 200))
+    try:
+        child.expect("keys: space pause/resume")
+        wait_for_device(device, 0.01 + 0.4 + 0.8)  # probe, preroll, 0.8 s into "Welcome ..."
+        child.send(" ")
+        child.expect("paused · ")
+        time.sleep(1.5)  # "Paused." is said
+        child.send(" ")
+        child.expect("resume · ")
+        wait_for_device(device, taken_s(device) + 0.4 + 0.5)
+        child.send("\x1b[C")  # right arrow: next step
+        child.expect("next · ")
+        wait_for_device(device, taken_s(device) + 0.4 + 0.8)
+        child.send("q")
+        child.expect("coach: stopped at 0:03 \\(Plank\\); resume with: coach play .* --resume")
+        child.expect(pexpect.EOF)
+        stty = child.before
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0 or child.status == 0
+    assert re.search(r"(?<!-)icanon", stty) and re.search(r"(?<![-\w])echo\b", stty), stty
+
+    heard = np.concatenate([c.frames for c in session_segments(device)])
+    expected = expected_audio(str(script))
+    with open_voice(VoiceSpec()) as voice:
+        clip = voice.clip("Paused.")
+    said = to_int16(np.repeat(resample(clip.samples, clip.sample_rate_hz, RATE)[:, None], 2, axis=1))
+    # In order: the start until the pause, "Paused.", the interrupted sentence again from
+    # its start (resume), then the Plank at 3.0 s (next).
+    at, run = locate(heard, expected, 0)
+    assert at == PREROLL and run > int(0.6 * RATE)
+    at, run = locate(heard, said, at + run)
+    assert run == len(said)
+    at, run = locate(heard, expected, at + run)
+    assert run > int(0.3 * RATE)
+    at, run = locate(heard, expected[3 * RATE :], at + run)
+    assert run > int(0.6 * RATE)
+    (rec,) = history(env)
+    assert rec["outcome"] == "quit" and rec["step"] == "Plank" and 3.0 <= rec["position_s"] < 4.5

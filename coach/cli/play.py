@@ -47,6 +47,7 @@ def play_cmd(
     from coach.history import resume_record
     from coach.playback import SimpleaudioSink
 
+    _warm_up_rendering()
     history = _open_history(quiet)
     record = None
     if resume:
@@ -228,6 +229,23 @@ def prepare_session(ref: str, level: str, *, engine: str | None, voice: str | No
     base_dir = Path(where).parent if isinstance(where, Path) else user_routine_dir()
     return PreparedSession(timeline, opened, _source_of(ref), routine.name, level,
                     dict(routine.sounds) or None, base_dir)
+
+
+def _warm_up_rendering() -> None:
+    """Load the resampler in the background while the routine loads and plans.
+
+    Its first use costs ~0.5 s (importing scipy.signal) and would otherwise fall
+    between planning and the first sound.
+    """
+
+    def work() -> None:
+        import numpy as np
+
+        from coach.audio.render import resample
+
+        resample(np.zeros(4, np.float32), 22050, 44100)
+
+    threading.Thread(target=work, name="coach-warm-up", daemon=True).start()
 
 
 def _open_history(quiet: bool) -> Any:

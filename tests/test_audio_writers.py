@@ -133,6 +133,15 @@ def test_mp3_carries_id3_chapters_and_a_table_of_contents(tmp_path):
     assert info.sample_rate == RATE and info.channels == 2 and abs(info.length - 3.0) < 0.1
 
 
+def test_mp3_keeps_the_level_it_was_given(tmp_path):
+    t = np.arange(3 * RATE) / RATE
+    x = np.stack([0.5 * np.sin(2 * np.pi * 1000 * t)] * 2, axis=1).astype(np.float32)
+    write_audio(blocks_of(x), tmp_path / "s.mp3", sample_rate_hz=RATE, channels=2, total_frames=len(x))
+    back, _ = soundfile.read(tmp_path / "s.mp3", dtype="float64")  # libsndfile decodes MP3 itself
+    rms_db = 20 * np.log10(np.sqrt(np.mean(back[RATE // 2 : -RATE // 2, 0] ** 2)) / np.sqrt(np.mean(x[:, 0] ** 2.0)))
+    assert abs(rms_db) < 0.05
+
+
 def test_flac_and_ogg_read_back_with_soundfile_and_carry_chapter_comments(tmp_path):
     from mutagen.flac import FLAC
     from mutagen.oggvorbis import OggVorbis

@@ -29,6 +29,9 @@ from coach.errors import OutputError, UsageError
 FORMATS = ("wav", "flac", "ogg", "mp3")
 MP3_BIT_RATE_KBPS = 128
 MP3_SAMPLE_RATES_HZ = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
+MP3_ENCODER_GAIN_DB = -0.446
+"""LAME (as lameenc builds it) comes out 0.446 dB quieter than its input, even on a plain sine;
+the MP3 writer makes up for it so the file keeps the loudness it was normalized to (a test checks)."""
 MAX_WAV_DATA_BYTES = 0xFFFFFFFF - 1024  # RIFF sizes are 32-bit; leave room for the other chunks
 
 
@@ -241,7 +244,8 @@ class Mp3Writer:
         self._encoder.set_quality(2)  # 2 = high quality, slower search; still far faster than real time
 
     def write(self, block: np.ndarray) -> None:
-        self.file.write(bytes(self._encoder.encode(to_int16(block).tobytes())))
+        scaled = np.asarray(block, dtype=np.float32) * np.float32(10 ** (-MP3_ENCODER_GAIN_DB / 20))
+        self.file.write(bytes(self._encoder.encode(to_int16(scaled).tobytes())))
 
     def close(self) -> None:
         self.file.write(bytes(self._encoder.flush()))

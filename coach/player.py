@@ -33,6 +33,10 @@ from coach.playback import AudioSink, DeviceBusy, Stream
 from coach.session_map import SessionMap, Step
 from coach.timeline import Cue, Timeline
 
+BUSY_ATTEMPTS = 50
+BUSY_WAIT_S = 0.01
+"""A stopped stream drains the device's ~0.1 s buffer before it closes: retry for up to 0.5 s."""
+
 
 class Command(enum.Enum):
     """What the listener can ask for while a session plays."""
@@ -355,11 +359,22 @@ class Player:
 
     def _start(self, first_frame: int, preamble: np.ndarray) -> None:
         cur = self._open(first_frame, preamble)
+        self._start_when_free(cur.stream)
         cur.t0_s = self.clock.now_s()
-        cur.stream.start(0)
         cur.started = True
         self._cur = cur
         self._state.streams += 1
+
+    def _start_when_free(self, stream: Stream) -> None:
+        """Start ``stream`` now; a device that cannot mix may still be draining the one just stopped."""
+        for attempt in range(BUSY_ATTEMPTS):
+            try:
+                stream.start(0)
+                return
+            except DeviceBusy:
+                if attempt == BUSY_ATTEMPTS - 1:
+                    raise
+                time.sleep(BUSY_WAIT_S)  # a real wait: only a real device is ever busy
 
     def _start_seam(self, now: float) -> None:
         """Carry on after a seam exactly where the clock says, skipping the silence we are late by."""
@@ -419,7 +434,7 @@ class Player:
         samples = np.concatenate([self._preroll(), samples])
         stream = self.sink.open_stream(len(samples))
         stream.write(0, np.repeat(samples[:, None], self.sink.channels, axis=1))
-        stream.start(0)
+        self._start_when_free(stream)
         self._state.announcements.append(stream)
         self._state.streams += 1
 

@@ -107,12 +107,14 @@ class RecordingStream:
 
 
 class RecordingSink:
-    def __init__(self, clock: FakeClock, busy_seams: int = 0) -> None:
+    """Records every stream; the first ``busy_starts`` starts after the first stream fail as busy."""
+
+    def __init__(self, clock: FakeClock, busy_starts: int = 0) -> None:
         self.clock = clock
         self.sample_rate_hz = RATE
         self.channels = 1
         self.streams: list[RecordingStream] = []
-        self.busy_left = busy_seams
+        self.busy_left = busy_starts
         self.fail_at_s: float | None = None
 
     def open_stream(self, frames: int) -> RecordingStream:
@@ -173,12 +175,12 @@ def make_timeline(sets: int = 3, work_s: float = 20.0) -> Timeline:
 
 
 class Harness:
-    def __init__(self, timeline: Timeline, script=(), oversleep=lambda: 0.0, options=OPTS, busy_seams=0,
+    def __init__(self, timeline: Timeline, script=(), oversleep=lambda: 0.0, options=OPTS, busy_starts=0,
                  say=True) -> None:
         self.timeline = timeline
         self.clock = FakeClock()
         self.inbox = ScriptedInbox(self.clock, script, oversleep)
-        self.sink = RecordingSink(self.clock, busy_seams)
+        self.sink = RecordingSink(self.clock, busy_starts)
         self.levels = {level(i): i for i in range(len(timeline.cues))}
         self.index = {id(c): i for i, c in enumerate(timeline.cues)}
         self.statuses: list[Status] = []
@@ -224,7 +226,7 @@ def test_the_session_ends_on_time_after_a_simulated_hour_with_jittery_sleeps_and
     timeline = make_timeline(sets=100, work_s=20.0)  # ~1 h
     assert 3500 < timeline.duration_s < 4000
     opts = PlayerOptions(sample_rate_hz=RATE, max_stream_s=300.0)
-    h = Harness(timeline, oversleep=lambda: rng.uniform(0, 0.04), options=opts, busy_seams=3)
+    h = Harness(timeline, oversleep=lambda: rng.uniform(0, 0.04), options=opts, busy_starts=3)
     outcome = h.run()
     assert outcome.finished and outcome.late_blocks == 0
     assert outcome.streams >= 12  # it really crossed seams
@@ -250,6 +252,15 @@ def test_pause_silences_at_once_and_resume_carries_on_from_the_interrupted_cue()
     events = [s.event for s in h.statuses if s.event != "tick"]
     assert events[:3] == ["start", "pause", "resume"] and events[-1] == "finish"
     assert [s.paused for s in h.statuses if s.event == "pause"] == [True]
+
+
+def test_a_device_still_busy_with_the_stopped_stream_is_retried_after_pause_and_resume():
+    tl = make_timeline()
+    h = Harness(tl, script=[(3.0, Command.PAUSE), (5.0, Command.PAUSE)], busy_starts=4)
+    out = h.run()
+    assert out.finished
+    assert h.sink.busy_left == 0  # all four busy answers were met with a retry
+    assert [s.started_s for s in h.sink.streams] == [0.0, 3.0, 5.0]  # "Paused." and the resumed session
 
 
 def test_next_skips_to_the_next_set_and_back_returns_to_the_start_of_the_step():

@@ -165,3 +165,33 @@ def test_export_to_stdout_writes_a_wav_and_nothing_else(env, tmp_path):
     riff = parse_riff(done.stdout)
     assert riff["labels"] and len(riff["chunks"][b"data"]) > 8000 * 2 * 600
     assert done.stderr == b""
+
+
+def test_split_and_script_from_the_command_line_and_no_progress_bar_off_a_terminal(env, tmp_path):
+    done = coach(env, "export", "--engine", "estimate", "--mono", "--sample-rate", "8000", "-o", "s.flac",
+                 "--split", "parts", "--script", "s.srt", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "\r" not in done.stderr and done.stderr.startswith("coach: wrote s.flac, parts/01 ")
+    parts = sorted((tmp_path / "parts").glob("*.flac"))
+    playlist = [line for line in (tmp_path / "parts" / "lower-back.m3u").read_text().splitlines()
+                if not line.startswith("#")]
+    assert playlist == [p.name for p in parts] and len(parts) >= 3
+    assert sum(soundfile.info(p).frames for p in parts) == soundfile.info(tmp_path / "s.flac").frames
+    assert (tmp_path / "s.srt").read_text().startswith("1\n00:00:00,000 --> ")
+
+
+def test_the_progress_line_shows_stage_bar_and_percent():
+    import io
+
+    from coach.cli.export import ProgressLine
+
+    stream = io.StringIO()
+    line = ProgressLine(stream, width=10)
+    line("synth", 3, 3)
+    line("write", 50, 100)
+    line("write", 100, 100)
+    line.close()
+    text = stream.getvalue()
+    assert "synthesizing [##########] 100% 3/3" in text
+    assert "writing      [##########] 100%" in text
+    assert text.endswith("\r\x1b[K")

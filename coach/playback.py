@@ -162,6 +162,35 @@ class SimpleaudioStream:
             self._samples[self._written_from : self._written_to] = 0
 
 
+_alsa_handler: Any = None
+
+
+def _mute_alsa_lib() -> None:
+    """Route alsa-lib's error printouts ("ALSA lib pcm_file.c: write failed") to a no-op.
+
+    alsa-lib prints them on stderr from simpleaudio's playback thread too, so
+    redirecting stderr around our own calls cannot catch them all; the errors
+    that matter reach us as exceptions (or as a stream that stops early) and
+    are reported once, clearly. Best effort: without libasound nothing changes.
+    """
+    global _alsa_handler
+    if _alsa_handler is not None or not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+        import ctypes.util
+
+        name = ctypes.util.find_library("asound") or "libasound.so.2"
+        asound = ctypes.CDLL(name)
+        # The C handler is variadic; the extra arguments are simply not read.
+        handler_type = ctypes.CFUNCTYPE(None, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int,
+                                        ctypes.c_char_p)
+        _alsa_handler = handler_type(lambda *args: None)
+        asound.snd_lib_error_set_handler(_alsa_handler)
+    except (OSError, AttributeError):
+        _alsa_handler = False
+
+
 @contextlib.contextmanager
 def _alsa_quiet() -> Iterator[None]:
     """Keep alsa-lib's own "ALSA lib ... cannot find card" lines off the user's terminal.
@@ -172,6 +201,7 @@ def _alsa_quiet() -> Iterator[None]:
     if not sys.platform.startswith("linux"):
         yield
         return
+    _mute_alsa_lib()
     try:
         sys.stderr.flush()
         saved = os.dup(2)

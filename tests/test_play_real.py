@@ -448,3 +448,72 @@ def test_keys_pause_resume_skip_and_quit_through_a_terminal(device, env, tmp_pat
     assert run > int(0.6 * RATE)
     (rec,) = history(env)
     assert rec["outcome"] == "quit" and rec["step"] == "Plank" and 3.0 <= rec["position_s"] < 4.5
+
+
+def test_a_device_that_dies_mid_session_is_reported_with_the_resume_command(device, env, tmp_path):
+    script = tmp_path / "short.json"
+    script.write_text(json.dumps(SCRIPT))
+    proc = subprocess.Popen([sys.executable, "-m", "coach", "play", str(script), "--quiet"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_device(device, 0.01 + 0.4 + 1.5)
+    device.process.kill()  # the "sound card" goes away
+    _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 6, err
+    (line,) = err.strip().splitlines()  # no ALSA chatter, no traceback
+    assert line.startswith("coach: error: the audio output device stopped playing at 0:01 (Introduction)")
+    assert line.endswith(f"resume with: coach play {script} --resume)")
+    (rec,) = history(env)
+    assert rec["outcome"] == "device-error" and 1.0 < rec["position_s"] < 2.5
+
+
+def test_a_long_session_cut_into_streams_keeps_every_cue_on_time(device, tmp_path):
+    timeline = {
+        "routine": "seams", "title": "Seams", "level": "standard", "duration_s": 8.5, "chapters": [],
+        "voice": {"engine": "estimate"},
+        "cues": [{"start_s": 1.5 * i, "end_s": 1.5 * i + 0.6, "kind": "speech", "text": f"cue {i}", "phase": "work"}
+                 for i in range(6)],
+    }
+    (tmp_path / "timeline.json").write_text(json.dumps(timeline))
+    tones = f"""
+        import numpy as np
+        from coach.audio.clip import Clip
+
+        def clip_for(cue):
+            t = np.arange(int(round(cue.duration_s * {RATE}))) / {RATE}
+            return Clip((0.3 * np.sin(2 * np.pi * (300 + 100 * cue.start_s) * t)).astype(np.float32), {RATE})
+    """
+    result = run_python(tones + f"""
+        import json
+        from coach.player import MonotonicClock, Player, PlayerOptions, QueueInbox
+        from coach.playback import SimpleaudioSink
+        from coach.timeline import Timeline
+
+        tl = Timeline.from_dict(json.load(open({str(tmp_path / "timeline.json")!r})))
+        clock = MonotonicClock()
+        player = Player(tl, clip_for, SimpleaudioSink(), clock, QueueInbox(clock),
+                        options=PlayerOptions(max_stream_s=2.5))
+        out = player.run()
+        print(out.streams, out.late_blocks, out.finished)
+    """, device.home)
+    assert result.returncode == 0, result.stderr
+    streams, late, finished = result.stdout.split()
+    assert int(streams) >= 3 and late == "0" and finished == "True"
+
+    from coach.audio.render import render_blocks
+    from coach.playback import to_int16
+    from coach.timeline import Timeline
+
+    namespace: dict = {}
+    exec(textwrap.dedent(tones), namespace)
+    tl = Timeline.from_dict(timeline)
+    expected = np.concatenate([to_int16(b) for b in render_blocks(tl, namespace["clip_for"], RATE, 2, 0.5)])
+    segments = device.captures()
+    assert len(segments) >= int(streams)  # each seam is a silent gap between two streams
+    t0 = segments[0].first_s + 0.4
+    for cue in tl.cues:
+        first = int(round(cue.start_s * RATE))
+        needle = expected[first : first + RATE // 20].tobytes()
+        found = [(seg, seg.frames.tobytes().find(needle)) for seg in segments]
+        seg, at = next((s, a) for s, a in found if a >= 0 and a % 4 == 0)
+        heard_s = seg.time_of_frame(at // 4)
+        assert abs(heard_s - (t0 + cue.start_s)) < 0.03, (cue.start_s, heard_s - t0)

@@ -354,8 +354,10 @@ def test_resume_carries_on_from_the_start_of_the_step_where_it_stopped(device, e
 KEYS_SCRIPT = {
     "routine": "keys", "title": "Keys", "level": "standard", "duration_s": 10.0,
     "voice": {"engine": "pyttsx3", "voice": "en-us", "rate_wpm": 170, "volume": 1.0},
-    "chapters": [{"start_s": 0.0, "title": "Introduction"}, {"start_s": 3.0, "title": "Plank", "exercise": "plank"},
-                 {"start_s": 6.0, "title": "Side Plank", "exercise": "side-plank"}, {"start_s": 9.0, "title": "Finish"}],
+    "chapters": [{"start_s": 0.0, "title": "Introduction"},
+                 {"start_s": 3.0, "title": "Plank", "exercise": "plank"},
+                 {"start_s": 6.0, "title": "Side Plank", "exercise": "side-plank"},
+                 {"start_s": 9.0, "title": "Finish"}],
     "cues": [
         {"start_s": 0.0, "end_s": 2.5, "kind": "speech", "text": "Welcome to the test of the keys.", "phase": "intro"},
         {"start_s": 3.0, "end_s": 3.22, "kind": "sound", "sound": "start", "phase": "work", "exercise": "plank"},

@@ -131,14 +131,15 @@ def export(
     total_frames = int(round(timeline.duration_s * sample_rate_hz))
 
     def limited(gain_db: float, start_s: float = 0.0, end_s: float | None = None) -> Iterator[np.ndarray]:
-        limiter = Limiter(sample_rate_hz, channels, ceiling_dbtp, pre_gains_db=(gain_db,))
-        for block in render_blocks(timeline, clip_for, sample_rate_hz, channels, BLOCK_S, start_s=start_s, end_s=end_s):
+        # Rendered and limited as one mono mix, spread to the output channels at the end (half the work).
+        limiter = Limiter(sample_rate_hz, 1, ceiling_dbtp, pre_gains_db=(gain_db,))
+        for block in render_blocks(timeline, clip_for, sample_rate_hz, 1, BLOCK_S, start_s=start_s, end_s=end_s):
             out = limiter.process(block)
             if len(out):
-                yield out
+                yield np.repeat(out, channels, axis=1)
         tail = limiter.flush()
         if len(tail):
-            yield tail
+            yield np.repeat(tail, channels, axis=1)
         result.limiter_gain_db = min(result.limiter_gain_db, 20 * math.log10(max(limiter.min_gain, 1e-9)))
 
     # Pass 1: the loudness the limited session would have at a range of gains around a guess

@@ -48,6 +48,7 @@ def play_cmd(
     from coach.playback import SimpleaudioSink
 
     _warm_up_rendering()
+    voices_ready = _warm_up_voices(engine)
     history = _open_history(quiet)
     record = None
     if resume:
@@ -65,8 +66,9 @@ def play_cmd(
     sink = SimpleaudioSink()
     # Fail before planning when there is no device; opening it also starts waking a Bluetooth output.
     sink.probe()
+    voices_ready.join()
     session = prepare_session(ref, level or "standard", engine=engine, voice=voice, rate=rate, volume=volume,
-                       use_cache=not no_cache)
+                              use_cache=not no_cache)
     try:
         _play(session, sink, history, record, start_from, quiet)
     finally:
@@ -246,6 +248,29 @@ def _warm_up_rendering() -> None:
         resample(np.zeros(4, np.float32), 22050, 44100)
 
     threading.Thread(target=work, name="coach-warm-up", daemon=True).start()
+
+
+def _warm_up_voices(engine: str | None) -> threading.Thread:
+    """Start the speech engine (and list its voices) while the routine loads.
+
+    Opening a voice validates it against the engine's voice list, which costs a
+    worker process start (~0.2 s); the list is kept for the process and the
+    worker is reused for synthesis. Failures are left for open_voice to report.
+    """
+
+    def work() -> None:
+        if engine == "estimate":
+            return
+        from coach.voice import list_voices
+
+        try:
+            list_voices("pyttsx3")
+        except Exception:  # noqa: BLE001 - open_voice reports it properly
+            pass
+
+    thread = threading.Thread(target=work, name="coach-voices", daemon=True)
+    thread.start()
+    return thread
 
 
 def _open_history(quiet: bool) -> Any:

@@ -212,6 +212,10 @@ def make_engine(spec: VoiceSpec) -> SpeechEngine:
     """The engine for an already validated ``spec``."""
     if spec.engine == "estimate":
         return EstimateEngine(rate_wpm=spec.rate_wpm)
+    if spec.engine == "piper":
+        from coach.voice.piper_engine import PiperEngine, find_piper_voice
+
+        return PiperEngine(find_piper_voice(spec.voice), spec.rate_wpm, spec.volume)
     from coach.voice.pyttsx3_engine import Pyttsx3Engine
 
     return Pyttsx3Engine(spec.voice, spec.rate_wpm, spec.volume)

@@ -16,7 +16,7 @@ from coach.errors import UsageError
 from coach.timeline import VoiceSpec
 from coach.voice.engine import RATE_MAX_WPM, RATE_MIN_WPM, VOLUME_MAX, VOLUME_MIN, VoiceInfo
 
-ENGINES: tuple[str, ...] = ("pyttsx3", "estimate")
+ENGINES: tuple[str, ...] = ("pyttsx3", "piper", "estimate")
 
 
 def check_engine(engine: str) -> str:
@@ -33,9 +33,18 @@ def list_voices(engine: str = "pyttsx3", language: str | None = None) -> list[Vo
     check_engine(engine)
     if engine == "estimate":
         return []
+    if engine == "piper":
+        from coach.voice.piper_engine import piper_voices
+
+        # The packaged voice stays first: resolving a language such as en-us picks it.
+        return _speaking([v.info() for v in piper_voices()], language)
     from coach.voice.pyttsx3_engine import engine_info
 
-    voices = list(engine_info().voices)
+    return sorted(_speaking(list(engine_info().voices), language), key=lambda v: (v.languages[:1], v.id))
+
+
+def _speaking(voices: list[VoiceInfo], language: str | None) -> list[VoiceInfo]:
+    """``voices`` that speak ``language`` (all of them for None)."""
     if language:
         wanted = language.strip().lower().replace("_", "-")
         voices = [
@@ -43,7 +52,7 @@ def list_voices(engine: str = "pyttsx3", language: str | None = None) -> list[Vo
             for v in voices
             if any(lang.lower() == wanted or lang.lower().startswith(wanted + "-") for lang in v.languages)
         ]
-    return sorted(voices, key=lambda v: (v.languages[:1], v.id))
+    return voices
 
 
 def _fold(text: str) -> str:
@@ -104,7 +113,8 @@ def _check_volume(volume: object) -> float:
 def validate_voice(spec: VoiceSpec) -> VoiceSpec:
     """``spec`` checked and with its voice resolved to an engine id; UsageError if anything is wrong.
 
-    The estimate engine keeps any voice name (it has no voices to check).
+    The estimate engine keeps any voice name (it has no voices to check). A
+    Piper voice resolves to its id, or to the absolute path of a ``.onnx`` file.
     """
     engine = check_engine(spec.engine)
     rate = _check_rate(spec.rate_wpm)
@@ -112,4 +122,8 @@ def validate_voice(spec: VoiceSpec) -> VoiceSpec:
     voice = spec.voice
     if engine == "pyttsx3":
         voice = resolve_voice(spec.voice, list_voices(engine)).id
+    elif engine == "piper":
+        from coach.voice.piper_engine import find_piper_voice
+
+        voice = find_piper_voice(spec.voice).id
     return replace(spec, engine=engine, voice=voice, rate_wpm=rate, volume=volume)

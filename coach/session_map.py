@@ -137,9 +137,15 @@ class SessionMap:
         return f"{clock(position_s)} ({self.step_at(position_s).label})"
 
     def resolve_from(self, spec: str) -> float:
-        """A --from value: MM:SS, H:MM:SS or seconds, or an exercise id or name."""
+        """A --from value: a time (M:SS or H:MM:SS), or an exercise id, name or number (as `coach plan --from`)."""
         text = spec.strip()
-        if re.fullmatch(r"\d+(\.\d+)?|\d+:\d{1,2}(\.\d+)?|\d+:\d{1,2}:\d{1,2}(\.\d+)?", text):
+        exercises = [ch for ch in self.timeline.chapters if ch.exercise]
+        if text.isdigit():
+            if not 1 <= int(text) <= len(exercises):
+                raise UsageError(f"--from: there is no exercise {text}; this session has {len(exercises)}",
+                                 hint="give an exercise number, id or name, or a time as M:SS")
+            return exercises[int(text) - 1].start_s
+        if re.fullmatch(r"\d+:\d{1,2}(\.\d+)?|\d+:\d{1,2}:\d{1,2}(\.\d+)?", text):
             seconds = 0.0
             for part in text.split(":"):
                 seconds = seconds * 60 + float(part)
@@ -154,7 +160,7 @@ class SessionMap:
         if len(matches) == 1:
             return matches[0].start_s
         choices = ", ".join(ch.exercise or ch.title for ch in self.timeline.chapters)
-        raise UsageError(f"--from: no exercise {spec!r} in this session", hint=f"choose one of: {choices}, or MM:SS")
+        raise UsageError(f"--from: no exercise {spec!r} in this session", hint=f"choose one of: {choices}, or M:SS")
 
 
 def clock(seconds: float) -> str:

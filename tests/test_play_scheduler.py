@@ -325,6 +325,9 @@ def test_from_accepts_clock_times_and_snaps_back_to_the_start_of_a_cue():
     assert m.resolve_from("0:10.5") == 10.0  # inside "Set 1." (10.0-11.5)
     assert m.resolve_from("1:00") == 60.0
     assert m.resolve_from("Bird") == 10.0
+    assert m.resolve_from("1") == 10.0  # exercise number, as `coach plan --from 1`
+    with pytest.raises(UsageError, match="there is no exercise 2"):
+        m.resolve_from("2")
     with pytest.raises(UsageError, match="past the end"):
         m.resolve_from("3:00:00")
     with pytest.raises(UsageError, match="no exercise 'plank'"):

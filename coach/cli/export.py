@@ -51,7 +51,9 @@ def export_cmd(
         raise UsageError("-o -: refusing to write audio to a terminal", hint="redirect stdout to a file or a pipe")
     progress = ProgressLine(sys.stderr) if not quiet and sys.stderr.isatty() else None
     session = prepare_session(
-        source, level, engine=engine, voice=voice, rate=rate, volume=volume, use_cache=not no_cache
+        source, level, engine=engine, voice=voice, rate=rate, volume=volume, use_cache=not no_cache,
+        # Planning synthesizes every cue (export's own "synth" stage then finds them ready): show it.
+        progress=(lambda done, total: progress("synth", done, total)) if progress else None,
     )
     try:
         result = export(

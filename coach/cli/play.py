@@ -67,8 +67,17 @@ def play_cmd(
     # Fail before planning when there is no device; opening it also starts waking a Bluetooth output.
     sink.probe()
     voices_ready.join()
-    session = prepare_session(ref, level or "standard", engine=engine, voice=voice, rate=rate, volume=volume,
-                              use_cache=not no_cache)
+    from coach.cli.export import ProgressLine
+
+    # A cold cache takes seconds with Piper: show the synthesis on a terminal.
+    synthesizing = ProgressLine(sys.stderr) if not quiet and sys.stderr.isatty() else None
+    progress = (lambda done, total: synthesizing("synth", done, total)) if synthesizing else None
+    try:
+        session = prepare_session(ref, level or "standard", engine=engine, voice=voice, rate=rate, volume=volume,
+                                  use_cache=not no_cache, progress=progress)
+    finally:
+        if synthesizing:
+            synthesizing.close()
     try:
         _play(session, sink, history, record, start_from, quiet)
     finally:
@@ -188,8 +197,12 @@ def _is_script(ref: str) -> bool:
 
 
 def prepare_session(ref: str, level: str, *, engine: str | None, voice: str | None, rate: int | None,
-             volume: float | None, use_cache: bool) -> PreparedSession:
-    """Load ``ref`` and plan it (a routine) or read it (a cue script), with its voice open."""
+             volume: float | None, use_cache: bool,
+             progress: Callable[[int, int], None] | None = None) -> PreparedSession:
+    """Load ``ref`` and plan it (a routine) or read it (a cue script), with its voice open.
+
+    ``progress(done, total)`` follows the synthesis of the routine's cues (Piper takes seconds).
+    """
     from coach.timeline import VoiceSpec
     from coach.voice import open_voice
 
@@ -222,7 +235,7 @@ def prepare_session(ref: str, level: str, *, engine: str | None, voice: str | No
             texts: list[str] = []
             plan(routine, settings, lambda t: texts.append(t) or estimate_speech_s(t, opened.spec.rate_wpm),
                  sound_lengths_s=sound_lengths)
-            opened.prefetch(texts)
+            opened.prefetch(texts, progress=progress)
         timeline = plan(routine, settings, opened.measure_s, sound_lengths_s=sound_lengths)
     except BaseException:
         opened.close()

@@ -26,7 +26,11 @@ def export_cmd(
     voice: Optional[str] = VoiceOpt,
     rate: Optional[int] = RateOpt,
     volume: Optional[float] = VolumeOpt,
-    engine: Optional[str] = typer.Option(None, "--engine", help="pyttsx3 or estimate (silence). Default: the routine's."),
+    engine: Optional[str] = typer.Option(
+        None, "--engine",
+        help="pyttsx3 (espeak-ng), piper (natural, needs the neural extra) or estimate (silence). "
+        "Default: the routine's.",
+    ),
     sample_rate: int = typer.Option(44100, "--sample-rate", help="Output sample rate in Hz."),
     mono: bool = typer.Option(False, "--mono", help="One channel instead of two."),
     split: Optional[Path] = typer.Option(

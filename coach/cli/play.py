@@ -35,7 +35,8 @@ def play_cmd(
     rate: Optional[int] = RateOpt,
     volume: Optional[float] = VolumeOpt,
     engine: Optional[str] = typer.Option(
-        None, "--engine", help="pyttsx3 or estimate (silent speech). Default: the routine's."),
+        None, "--engine", help="pyttsx3 (espeak-ng), piper (natural, needs the neural extra) or estimate "
+        "(silent speech). Default: the routine's."),
     start_from: Optional[str] = typer.Option(
         None, "--from", help="Start at an exercise (id, name or number) or a time (M:SS)."),
     resume: bool = typer.Option(

@@ -17,7 +17,9 @@ def voices_cmd(
     language: Optional[str] = typer.Option(
         None, "--language", help="Only voices for this language; `en` also matches en-us, en-gb..."
     ),
-    engine: str = typer.Option("pyttsx3", "--engine", help="Speech engine: pyttsx3 or estimate."),
+    engine: str = typer.Option(
+        "pyttsx3", "--engine", help="Speech engine: pyttsx3, piper (packaged and user .onnx voices) or estimate."
+    ),
     fmt: str = typer.Option("table", "--format", "-f", help="table or json."),
 ) -> None:
     """List the voices of a speech engine (use an ID or a NAME with --voice)."""

@@ -198,21 +198,62 @@ def read_script(path: str | Path) -> Timeline:
     raise InputFileError(f"{path}: not a cue script; give a .json, .vtt or .srt file written by `coach plan`")
 
 
-def _timeline(cues: list[Cue], header: dict[str, Any], name: str) -> Timeline:
+def _timeline(cues: list[Cue], header: dict[str, Any], name: str, places: list[tuple[str, int]],
+              header_where: str) -> Timeline:
+    """The Timeline of ``cues`` and the script's header; ``places[i]`` is cue i's (error prefix, line)."""
     if not cues:
         raise InputFileError(f"{name}: the script has no cues")
+    _check_times(cues, places)
     cues.sort(key=lambda c: (c.start_s, c.end_s))
     stem = Path(name).stem
+    voice = header.get("voice") or {}
     try:
-        voice = VoiceSpec.from_dict(header.get("voice") or {})
+        voice = VoiceSpec.from_dict(voice)
+    except (TypeError, ValueError, AttributeError, OverflowError):
+        raise InputFileError(f"{header_where}: voice: expected engine, voice, rate_wpm (a whole number) and volume "
+                             f"(a number), got {_short(voice)}") from None
+    try:
         chapters = tuple(sorted((Chapter.from_dict(c) for c in header.get("chapters") or []), key=lambda c: c.start_s))
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise InputFileError(f"{name}: invalid voice or chapters in the script header: {exc}") from None
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise InputFileError(f"{header_where}: chapters: expected a list of {{\"start_s\": seconds, \"title\": text}}, "
+                             f"got {_short(header.get('chapters'))}") from None
+    for i, chapter in enumerate(chapters):
+        if _seconds(chapter.start_s) is None:
+            raise InputFileError(f"{header_where}: chapters[{i}]: start_s: expected a number of seconds >= 0, "
+                                 f"got {chapter.start_s!r}")
     dropped = header.get("dropped") or []
     return Timeline(routine=str(header.get("routine") or stem), title=str(header.get("title") or stem),
                     level=str(header.get("level") or "standard"), voice=voice,
                     duration_s=max(c.end_s for c in cues), chapters=chapters, cues=tuple(cues),
                     dropped=tuple(d for d in dropped if isinstance(d, dict)))
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _check_times(cues: list[Cue], places: list[tuple[str, int]]) -> None:
+    """Refuse times past the longest session, and speech over speech (two voices at once).
+
+    Sounds may overlap anything (the planner puts start sounds under speech), but an
+    edited script where one spoken cue starts before the previous one ends would
+    be heard as two voices talking over each other: that is a mistake in the file.
+    """
+    from coach.model import MAX_SESSION_S  # here: the model (pydantic) is slow to import for `coach --help`
+
+    for cue, (where, _) in zip(cues, places):
+        if cue.end_s > MAX_SESSION_S:
+            raise InputFileError(f"{where}: the cue ends at {clock(cue.end_s)}; "
+                                 f"a session lasts at most {MAX_SESSION_S // 3600} h")
+    speech = sorted((c.start_s, c.end_s, place) for c, place in zip(cues, places) if c.kind == "speech")
+    latest_end, latest_line = -1.0, 0
+    for start, end, (where, line) in speech:
+        if start < latest_end:
+            raise InputFileError(f"{where}: this cue starts at {start:.3f} s, before the spoken cue at line "
+                                 f"{latest_line} ends ({latest_end:.3f} s); move one so they do not overlap")
+        if end > latest_end:
+            latest_end, latest_line = end, line
 
 
 def _seconds(value: Any) -> float | None:
@@ -269,11 +310,18 @@ def _read_json(text: str, name: str) -> Timeline:
     if not isinstance(data, dict) or not isinstance(data.get("cues"), list):
         raise InputFileError(f"{name}:1: expected a timeline object with a \"cues\" list (from `coach plan --format json`)")
     lines = _cue_lines(text)
-    cues = []
+    cues, places = [], []
     for i, d in enumerate(data["cues"]):
         line = lines[i] if i < len(lines) else 1
-        cues.append(_cue_from_dict(d, f"{name}:{line}: cues[{i}]"))
-    return _timeline(cues, data, name)
+        places.append((f"{name}:{line}: cues[{i}]", line))
+        cues.append(_cue_from_dict(d, places[-1][0]))
+    return _timeline(cues, data, name, places, f"{name}:{_key_line(text)}")
+
+
+def _key_line(text: str) -> int:
+    """Line of the first "voice" or "chapters" key of a json script (where header errors are)."""
+    found = re.search(r'^\s*"(?:voice|chapters)"\s*:', text, re.MULTILINE)
+    return text.count("\n", 0, found.start()) + 1 if found else 1
 
 
 _WS = re.compile(r"[ \t\n\r]*")
@@ -311,15 +359,18 @@ def _cue_lines(text: str) -> list[int]:
 
 
 _TIMING = re.compile(r"^\s*(\S+)\s+-->\s+(\S+)")
-_VTT_STAMP = re.compile(r"^(?:(\d{2,}):)?([0-5]\d):([0-5]\d)\.(\d{3})$")
-_SRT_STAMP = re.compile(r"^(\d{1,}):([0-5]?\d):([0-5]?\d)[,.](\d{1,3})$")
+# Hours are bounded in digits: int() refuses strings of over 4300 digits (a ValueError, not a
+# located error), and anything past 24 h is refused later anyway.
+_VTT_STAMP = re.compile(r"^(?:([0-9]{2,9}):)?([0-5][0-9]):([0-5][0-9])\.([0-9]{3})$")
+_SRT_STAMP = re.compile(r"^([0-9]{1,9}):([0-5]?[0-9]):([0-5]?[0-9])[,.]([0-9]{1,3})$")
 
 
 def _parse_stamp(stamp: str, vtt: bool, where: str) -> float:
     m = (_VTT_STAMP if vtt else _SRT_STAMP).match(stamp)
     if not m:
         example = "00:01:02.500" if vtt else "00:01:02,500"
-        raise InputFileError(f"{where}: bad time {stamp!r}; expected hours:minutes:seconds like {example}")
+        shown = stamp if len(stamp) <= 30 else stamp[:27] + "..."
+        raise InputFileError(f"{where}: bad time {shown!r}; expected hours:minutes:seconds like {example}")
     h, m_, s, frac = m.groups()
     return int(h or 0) * 3600 + int(m_) * 60 + int(s) + int(frac.ljust(3, "0")) / 1000
 
@@ -327,11 +378,13 @@ def _parse_stamp(stamp: str, vtt: bool, where: str) -> float:
 def _read_subtitles(text: str, name: str, *, vtt: bool) -> Timeline:
     lines = text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n").split("\n")
     header: dict[str, Any] = {}
+    header_where = f"{name}:1"
     if vtt:
         if not re.match(r"^WEBVTT(?:[ \t].*)?$", lines[0]):
             raise InputFileError(f"{name}:1: a WebVTT file must start with 'WEBVTT'")
         lines[0] = ""
     cues: list[Cue] = []
+    places: list[tuple[str, int]] = []
     i = 0
     while i < len(lines):
         if not lines[i].strip():
@@ -351,9 +404,11 @@ def _read_subtitles(text: str, name: str, *, vtt: bool) -> Timeline:
                     raise InputFileError(f"{where}: the 'NOTE coach' header is not valid JSON: {exc.msg}") from None
                 if not isinstance(header, dict):
                     raise InputFileError(f"{where}: the 'NOTE coach' header must be a JSON object")
+                header_where = where
             continue
         cues.append(_subtitle_cue(block, start_line, name, vtt))
-    return _timeline(cues, header, name)
+        places.append((f"{name}:{start_line + 1}", start_line + 1))
+    return _timeline(cues, header, name, places, header_where)
 
 
 def _subtitle_cue(block: list[str], first: int, name: str, vtt: bool) -> Cue:
@@ -393,8 +448,9 @@ def _ident_fields(ident: str, where: str) -> dict[str, Any]:
                 fields[key] = True
             continue  # unknown words are a user's own labels: keep the cue, ignore the word
         if key in ("set", "rep"):
-            if not value.isdigit():
-                raise InputFileError(f"{where}: {key}={value}: expected a whole number")
+            # Not str.isdigit(): it accepts '²', which int() refuses, and any number of digits.
+            if not re.fullmatch(r"[0-9]{1,9}", value):
+                raise InputFileError(f"{where}: {key}={value[:20]}: expected a whole number")
             fields[key] = int(value)
         elif key in ("exercise", "side"):
             fields[key] = value

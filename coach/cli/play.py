@@ -191,7 +191,7 @@ def _is_script(ref: str) -> bool:
         try:
             with path.open("rb") as f:
                 head = json.loads(f.read(2_000_000) or b"null")
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             return False  # let the routine loader report it with a location
         return isinstance(head, dict) and "cues" in head and "exercises" not in head
     return False

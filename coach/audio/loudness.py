@@ -179,20 +179,33 @@ def peak_envelope(x: np.ndarray) -> np.ndarray:
     each end; the result has ``len(x) - 2 * context_frames()`` values, one per
     inner sample n, covering the interpolated points between n and n+1.
     """
-    from scipy.signal import oaconvolve
-
     phases = _phases()
     taps = phases.shape[1]
+    c = context_frames()
+    n_out = max(0, len(x) - 2 * c)
+    env = np.zeros(n_out)
     # Full convolution of phase p at index m, sum_k h[4k+p] x[m-k], is the signal at time
-    # m - _FIR_DELAY + p/4; "valid" output index i is full index i + taps - 1.
+    # m - _FIR_DELAY + p/4; "valid" output index j is full index j + taps - 1 and reads
+    # x[j : j + taps]. Output n reads valid index first + n.
+    first = c + _FIR_DELAY - (taps - 1)
+    loud = np.flatnonzero(x)
+    if n_out == 0 or len(loud) == 0:
+        return env
+    # Sessions are mostly silence: only the samples whose window reaches a non-zero input
+    # can be non-zero, so convolve just that stretch.
+    lo = max(0, int(loud[0]) - first - taps + 1)
+    hi = min(n_out, int(loud[-1]) - first + 1)
+    if lo >= hi:
+        return env
+    part = x[first + lo : first + hi + taps - 1]
     out = None
     for p in range(OVERSAMPLING):
-        y = np.abs(oaconvolve(x, phases[p], mode="valid"))
+        # np.convolve (direct) beats FFT convolution for these 25-tap phases by ~2.5x.
+        y = np.abs(np.convolve(part, phases[p], mode="valid"))
         out = y if out is None else np.maximum(out, y)
-    c = context_frames()
-    first = c + _FIR_DELAY - (taps - 1)
     # The samples themselves count too: the filter's centre tap is a little under 1.
-    return np.maximum(out[first : first + len(x) - 2 * c], np.abs(x[c : len(x) - c]))
+    env[lo:hi] = np.maximum(out, np.abs(x[c + lo : c + hi]))
+    return env
 
 
 def context_frames() -> int:

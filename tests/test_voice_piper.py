@@ -22,6 +22,7 @@ from coach.errors import ExitStatus, SpeechEngineError, UsageError
 from coach.timeline import Timeline, VoiceSpec
 from coach.voice import list_voices, open_voice, validate_voice
 from coach.voice.cache import ClipCache
+from coach.voice.piper_engine import SPEECH_PEAK
 from coach.voice.trim import DEFAULT_TRIM, speech_bounds
 
 REPO = Path(__file__).resolve().parent.parent
@@ -95,7 +96,7 @@ def test_a_cue_is_real_speech_trimmed_to_ten_ms_each_side():
     assert abs(clip.samples[0]) < 1e-4 and abs(clip.samples[-1]) < 1e-4  # faded edges never click
     # Speech, not noise or silence: loud, and most of its energy below 4 kHz.
     peak = float(np.abs(clip.samples).max())
-    assert 0.5 < peak <= 0.71
+    assert 0.6 * SPEECH_PEAK < peak <= SPEECH_PEAK + 0.01
     spectrum = np.abs(np.fft.rfft(clip.samples)) ** 2
     freqs = np.fft.rfftfreq(len(clip.samples), 1 / 22050)
     assert spectrum[freqs < 4000].sum() > 0.8 * spectrum.sum()
@@ -335,6 +336,20 @@ exercises:
       setup_s: 0
       rest_after_s: 0
 """
+
+
+@needs_piper
+def test_a_routine_that_asks_for_piper_is_planned_with_joe_and_stdout_stays_clean_json(env, tmp_path):
+    routine = tmp_path / "tiny.yaml"
+    routine.write_text(TINY_PIPER)
+    result = coach("plan", str(routine), "--format", "json", env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    timeline = Timeline.from_dict(json.loads(result.stdout))
+    assert timeline.voice == VoiceSpec(engine="piper", voice=JOE, rate_wpm=170, volume=1.0)
+    # The command line still wins over the routine.
+    overridden = coach("plan", str(routine), "--format", "json", "--engine", "estimate", env=env, cwd=tmp_path)
+    assert json.loads(overridden.stdout)["voice"]["engine"] == "estimate"
 
 
 @needs_piper

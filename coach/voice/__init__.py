@@ -11,7 +11,11 @@ Public API (the contract with the planner, exporter and player):
 - ``validate_voice(spec) -> VoiceSpec`` (voice resolved to its id, ranges checked);
 - ``normalize_for_speech(text)``, ``trim_silence(clip)``.
 
-Errors: ``SpeechEngineError`` (no libespeak-ng, engine failure) and
+Engines (``VoiceSpec.engine``): ``pyttsx3`` (espeak-ng, the default), ``piper``
+(natural neural speech from the optional ``neural`` extra, ``piper_engine.py``)
+and ``estimate`` (silence as long as the words would take).
+
+Errors: ``SpeechEngineError`` (no libespeak-ng, no piper-tts, engine failure) and
 ``UsageError`` (unknown voice with close matches, rate/volume out of range).
 """
 

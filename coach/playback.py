@@ -19,6 +19,7 @@ read as digital silence.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import mmap
 import os
@@ -36,6 +37,25 @@ EXPORT_HINT = "connect speakers or headphones, or write the session to a file wi
 
 KEEP_BEHIND_S = 30.0
 """Audio kept in memory behind the newest block written; older pages are released."""
+
+EXIT_WAIT_S = 2.0
+"""At exit, how long to wait for stopped streams to drain (see ``_wait_for_playback_threads``)."""
+
+_live: list[Any] = []  # play objects that may still have a playback thread
+
+
+@atexit.register
+def _wait_for_playback_threads() -> None:
+    """Let simpleaudio's playback threads end before the interpreter does.
+
+    A stopped stream still drains the device's buffer (~0.1 s) on its own C
+    thread, which then calls back into Python to release our buffer; if the
+    interpreter is already finalizing, that crashes the process (segfault after
+    Ctrl-C). Waiting here, before finalization, avoids it.
+    """
+    deadline = time.monotonic() + EXIT_WAIT_S
+    while any(play.is_playing() for play in _live) and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 class DeviceBusy(AudioDeviceError):
@@ -137,6 +157,8 @@ class SimpleaudioStream:
                 self._play = sa_module.play_buffer(view, self.channels, 2, self.sample_rate_hz)
         except sa_error as exc:
             raise device_error(exc) from None
+        _live[:] = [play for play in _live if play.is_playing()]
+        _live.append(self._play)
 
     def stop(self) -> None:
         if self._play is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -91,3 +92,31 @@ def test_a_killed_writer_leaves_the_last_committed_position(tmp_path):
         (rec,) = h.recent()
     assert rec.position_s >= 50 and rec.step == f"step {int(rec.position_s)}"
     assert not rec.finished and rec.ended_at is None and rec.outcome == "playing"
+
+
+def test_coach_history_lists_sessions_newest_first_with_how_they_ended(tmp_path):
+    env = {**os.environ, "COACH_DATA_DIR": str(tmp_path)}
+    with History(tmp_path / "history.sqlite3") as h:
+        a = start(h)
+        h.end(a, position_s=900.0, step="Finish", outcome="finished")
+        b = start(h, source="/x/legs.yaml", routine="legs")
+        h.end(b, position_s=125.0, step="Squat, set 2 of 3", outcome="quit")
+        start(h, routine="crashed")  # never ended: the player was killed
+    result = subprocess.run([sys.executable, "-m", "coach", "history"], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    header, *rows = result.stdout.splitlines()
+    assert header.split()[:3] == ["ID", "STARTED", "ROUTINE"]
+    assert [r.split()[0] for r in rows] == ["3", "2", "1"]
+    assert "stopped at" in rows[0] and "did not exit cleanly" in rows[0]
+    assert "legs" in rows[1] and "2:05/15:00" in rows[1] and "quit at Squat, set 2 of 3" in rows[1]
+    assert rows[2].endswith("finished")
+    as_json = subprocess.run([sys.executable, "-m", "coach", "history", "-f", "json", "-n", "1"], env=env,
+                             capture_output=True, text=True)
+    (only,) = json.loads(as_json.stdout)
+    assert only["routine"] == "crashed" and only["outcome"] == "playing" and not only["finished"]
+
+
+def test_coach_history_without_any_session_says_so(tmp_path):
+    env = {**os.environ, "COACH_DATA_DIR": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-m", "coach", "history"], env=env, capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout == "" and "No sessions yet" in result.stderr

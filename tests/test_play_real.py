@@ -519,3 +519,14 @@ def test_a_long_session_cut_into_streams_keeps_every_cue_on_time(device, tmp_pat
         seg, at = next((s, a) for s, a in found if a >= 0 and a % 4 == 0)
         heard_s = seg.time_of_frame(at // 4)
         assert abs(heard_s - (t0 + cue.start_s)) < 0.03, (cue.start_s, heard_s - t0)
+
+
+def test_no_cache_plays_without_writing_the_clip_cache(device, env, tmp_path):
+    script = tmp_path / "short.json"
+    script.write_text(json.dumps(SCRIPT))
+    fresh = tmp_path / "fresh-cache"
+    result = coach("play", str(script), "--no-cache", "--quiet", env={**env, "COACH_CACHE_DIR": str(fresh)})
+    assert result.returncode == 0, result.stderr
+    (cap,) = session_segments(device)
+    assert np.any(cap.frames[PREROLL:])  # it spoke
+    assert not fresh.exists() or not any(p.is_file() for p in fresh.rglob("*"))

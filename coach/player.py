@@ -406,14 +406,20 @@ class Player:
         if limit >= self.end_frame:
             return self.end_frame
         gap = self.options.seam_gap_s
-        best = None
+        # The latest silence in reach, preferably a long one: a next stream that starts
+        # late skips silence to stay on time, and must not skip into a cue.
+        roomy = tight = None
         covered_to = first_frame / self.rate_hz
         for cue in self.map.cues:
             if cue.start_s >= limit / self.rate_hz + gap:
                 break
-            if cue.start_s - covered_to > gap + 0.1 and self._frame(covered_to + 0.05) <= limit:
-                best = covered_to + 0.05
+            silence_s = cue.start_s - covered_to
+            if silence_s > gap + 0.1 and self._frame(covered_to + 0.05) <= limit:
+                tight = covered_to + 0.05
+                if silence_s > gap + 1.0:
+                    roomy = tight
             covered_to = max(covered_to, cue.end_s)
+        best = roomy if roomy is not None else tight
         if best is None or self._frame(best) <= first_frame:
             return limit
         return self._frame(best)

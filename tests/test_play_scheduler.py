@@ -236,6 +236,20 @@ def test_the_session_ends_on_time_after_a_simulated_hour_with_jittery_sleeps_and
     assert finish and abs(h.clock.t - (opts.preroll_s + timeline.duration_s)) < 0.6
 
 
+def test_a_seam_goes_in_a_long_silence_rather_than_a_short_one():
+    cues = (Cue(0.0, 2.0, "speech", "intro", text="a"), Cue(4.0, 8.5, "speech", "intro", text="b"),
+            Cue(8.9, 12.0, "speech", "intro", text="c"), Cue(14.0, 15.0, "speech", "outro", text="d"))
+    tl = Timeline("t", "T", "standard", VoiceSpec(engine="estimate"), 16.0, (Chapter(0.0, "All"),), cues)
+    opts = PlayerOptions(sample_rate_hz=RATE, max_stream_s=10.0)
+    h = Harness(tl, options=opts)
+    assert h.run().finished
+    first = h.sink.streams[0]
+    # Cut after "a" (2 s of silence follows), not after "b" (0.4 s): a late start cannot clip "b".
+    assert first.frames == int(round((opts.preroll_s + 2.05) * RATE))
+    errors = h.errors({i: opts.preroll_s + c.start_s for i, c in enumerate(cues)})
+    assert max(abs(e) for e in errors) <= FRAME_S
+
+
 def test_pause_silences_at_once_and_resume_carries_on_from_the_interrupted_cue():
     tl = make_timeline()
     pause_at, resume_at = 0.4 + 10.7, 30.0  # mid "Set 1." (10.0-11.5)

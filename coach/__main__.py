@@ -1,6 +1,28 @@
-"""``python -m coach``."""
+"""``python -m coach`` and the ``coach`` command.
 
-from coach.cli import main
+Signal handlers go in before anything heavy is imported: a Ctrl-C (or SIGTERM)
+while Coach is still starting up has nothing to clean up, so it leaves at once
+with exit status 130 instead of a KeyboardInterrupt traceback from some import.
+``coach.cli.main`` then installs the handlers that clean up.
+"""
+
+import os
+import signal
+
+
+def _while_starting(signum: int, _frame: object) -> None:
+    os.write(2, b"coach: error: interrupted\n")
+    os._exit(130)
+
+
+def run() -> None:
+    """The console entry point."""
+    signal.signal(signal.SIGINT, _while_starting)
+    signal.signal(signal.SIGTERM, _while_starting)
+    from coach.cli import main
+
+    main()
+
 
 if __name__ == "__main__":
-    main()
+    run()

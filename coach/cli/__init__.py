@@ -7,6 +7,7 @@ and keeps its traceback.
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import sys
@@ -61,21 +62,57 @@ def _interrupt(signum: int, _frame: object) -> None:
     raise Interrupted(name)
 
 
+def _leave_now(_signum: int, _frame: object) -> None:
+    """Ctrl-C or SIGTERM once the command is over (Python is closing speech workers): just go.
+
+    Raising Interrupted here would land in an exit handler and print a traceback;
+    the outputs are already complete or removed, and the workers exit by themselves
+    when their pipe closes.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001 - a closed or broken stream: nothing more to say
+            pass
+    os._exit(ExitStatus.INTERRUPTED)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI and exit with the right status."""
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
-    command = typer.main.get_command(app)
     try:
+        command = typer.main.get_command(app)
         command.main(args=argv, prog_name="coach", standalone_mode=True)
     except CoachError as exc:
+        _ending()
         if os.environ.get("COACH_TRACEBACK") == "1":
             raise
         for line in error_lines(exc):
             print(line, file=sys.stderr)
         sys.exit(exc.exit_status)
     except BrokenPipeError:
+        _ending()
         # stdout closed early (`coach plan | head`): not an error worth a trace.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         sys.exit(ExitStatus.OK)
+    except OSError as exc:
+        _ending()
+        # Files are written through coach.fsutil, which names them; what arrives here with
+        # these errors is stdout itself (`coach plan > /dev/full`, a full disk under `> file`).
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO) or \
+                os.environ.get("COACH_TRACEBACK") == "1":
+            raise
+        from coach.fsutil import describe_os_error
+
+        print(f"coach: error: {describe_os_error(exc.filename or 'stdout', exc).message}", file=sys.stderr)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # what is still buffered cannot go out
+        sys.exit(ExitStatus.OUTPUT)
+    finally:
+        _ending()
+
+
+def _ending() -> None:
+    signal.signal(signal.SIGINT, _leave_now)
+    signal.signal(signal.SIGTERM, _leave_now)

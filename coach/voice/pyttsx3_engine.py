@@ -86,7 +86,12 @@ class _Worker:
         self._requests = Connection(request_w, readable=False)
         self._replies = Connection(reply_r, writable=False)
         self.config: _Config | None = None
-        hello = self._receive(start_timeout_s, "starting")
+        try:
+            hello = self._receive(start_timeout_s, "starting")
+        except BaseException:
+            # Ctrl-C while the worker starts: nobody else knows about this process yet.
+            self.kill()
+            raise
         if not hello.get("ok"):
             self.kill()
             _raise_worker_failure(hello)

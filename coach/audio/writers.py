@@ -169,7 +169,7 @@ class SoundFileWriter:
             self._sf.write(np.asarray(block, dtype=np.float32))
         except (soundfile.LibsndfileError, RuntimeError, AssertionError) as exc:
             # libsndfile reports a short write (full disk) only as a frame count soundfile asserts on.
-            raise _sndfile_error(self.display, exc) from None
+            raise _sndfile_error(self.display, exc, self.path) from None
         self.frames_written += len(block)
 
     def close(self) -> None:
@@ -180,9 +180,10 @@ class SoundFileWriter:
             # The encoder buffers; a full disk may only show as a short file. Read back the length.
             frames = soundfile.info(str(self.path)).frames
         except (soundfile.LibsndfileError, RuntimeError, AssertionError) as exc:
-            raise _sndfile_error(self.display, exc) from None
+            raise _sndfile_error(self.display, exc, self.path) from None
         if frames != self.frames_written:
-            raise _sndfile_error(self.display, RuntimeError(f"{frames} of {self.frames_written} frames were written"))
+            raise _sndfile_error(self.display, RuntimeError(f"{frames} of {self.frames_written} frames were written"),
+                                 self.path)
 
     def abort(self) -> None:
         """Close after a failure, without checks (the file is about to be deleted)."""
@@ -190,10 +191,17 @@ class SoundFileWriter:
             self._sf.close()
 
 
-def _sndfile_error(path: Path, exc: BaseException) -> OutputError:
+def _sndfile_error(path: Path, exc: BaseException, written: Path | None = None) -> OutputError:
+    """libsndfile says only "System error." when a write fails: find out why from the file system."""
     with contextlib.suppress(OSError):
         if os.statvfs(path.parent).f_bavail == 0:
             return _as_output_error(path, OSError(errno.ENOSPC, "No space left on device"))
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        if written is not None and limit != resource.RLIM_INFINITY and os.path.getsize(written) >= limit:
+            return _as_output_error(path, OSError(errno.EFBIG, "File too large"))
     return OutputError(f"{path}: cannot write: {exc or type(exc).__name__}")
 
 
@@ -304,6 +312,8 @@ def _as_output_error(path: Path | str, exc: BaseException) -> OutputError:
         reason = "the file system is read-only"
     elif code in (errno.EACCES, errno.EPERM):
         reason = "permission denied"
+    elif code == errno.EFBIG:
+        reason = "the file is larger than this system allows (ulimit -f)"
     else:
         reason = getattr(exc, "strerror", None) or str(exc)
     return OutputError(f"{path}: cannot write: {reason}")

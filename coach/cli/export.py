@@ -54,6 +54,14 @@ def export_cmd(
     if to_stdout and sys.stdout.isatty():
         raise UsageError("-o -: refusing to write audio to a terminal", hint="redirect stdout to a file or a pipe")
     progress = ProgressLine(sys.stderr) if not quiet and sys.stderr.isatty() else None
+    # Refuse an output that cannot be written before planning, which synthesizes every cue.
+    from coach.audio.writers import check_target, format_for
+
+    if output is not None and not to_stdout:
+        format_for(output)
+        check_target(Path(output), force)
+    if script is not None:
+        check_target(script, force)
     session = prepare_session(
         source, level, engine=engine, voice=voice, rate=rate, volume=volume, use_cache=not no_cache,
         # Planning synthesizes every cue (export's own "synth" stage then finds them ready): show it.

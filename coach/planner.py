@@ -96,8 +96,13 @@ class PlanSettings:
     start_at: str | None = None
     """Start at this exercise (id, name or number from 1); the ones before it are left out."""
     voice: VoiceSpec = field(default_factory=VoiceSpec)
+    session_minutes: int | None = None
+    """The length the intro announces; None: the planned length. Fixing it makes the intro
+    depend on its own texts only, so a player can start it before the rest is synthesized."""
 
     def __post_init__(self) -> None:
+        if self.session_minutes is not None and not 1 <= self.session_minutes <= 24 * 60:
+            raise UsageError(f"session minutes must be between 1 and 1440, got {self.session_minutes}")
         if self.level not in LEVELS:
             raise UsageError(f"unknown level {self.level!r}; the levels are {', '.join(LEVELS)}")
         if self.verbosity not in ("full", "brief"):
@@ -425,13 +430,13 @@ def plan(routine: Routine, settings: PlanSettings, meter: Meter, *,
     _Session(routine, settings, body, first).body()
     body_ms = body.end
     # The intro says how long the session takes, which includes the intro: let it settle.
-    minutes = max(1, round(body_ms / 60000))
+    minutes = settings.session_minutes or max(1, round(body_ms / 60000))
     for _ in range(4):
         intro, outro = builder(), builder()
         _Session(routine, settings, intro, first).intro(minutes)
         _Session(routine, settings, outro, first).outro((intro.end + body_ms) / 1000)
         settled = max(1, round((intro.end + body_ms + outro.last_end) / 60000))
-        if settled == minutes:
+        if settled == minutes or settings.session_minutes:
             break
         minutes = settled
     timeline = _assemble(routine, settings, [(intro, 0), (body, intro.end), (outro, intro.end + body_ms)])

@@ -105,17 +105,16 @@ class SimpleaudioSink:
     def open_stream(self, frames: int) -> SimpleaudioStream:
         return SimpleaudioStream(frames, self.sample_rate_hz, self.channels)
 
-    def probe(self, timeout_s: float = 0.5) -> None:
-        """Play 10 ms of silence: raises AudioDeviceError now, not after minutes of preparation.
+    def hold(self, max_s: float = 120.0) -> SimpleaudioStream:
+        """Open the device now and keep it playing silence (for at most ``max_s``); stop it when done.
 
-        Waits until the device is released again, so that a device that cannot mix
-        is free for the session.
+        Raises AudioDeviceError at once rather than after the session is prepared,
+        and keeps the output awake meanwhile, so a Bluetooth headset is ready when
+        the first cue comes. Untouched pages of the stream cost no memory.
         """
-        stream = self.open_stream(self.sample_rate_hz // 100)
+        stream = self.open_stream(int(max_s * self.sample_rate_hz))
         stream.start()
-        deadline = time.monotonic() + timeout_s
-        while stream.is_playing() and time.monotonic() < deadline:
-            time.sleep(0.005)
+        return stream
 
 
 class SimpleaudioStream:

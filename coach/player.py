@@ -130,6 +130,8 @@ class PlayerOptions:
     """How long before it is heard a block is written to the stream."""
     preroll_s: float = 0.4
     """Inaudible silence leading each new stream: wakes a Bluetooth output before the first syllable."""
+    awake_preroll_s: float = 0.1
+    """Preroll of the first stream when the device was kept playing until then (``run(device_awake=True)``)."""
     max_stream_s: float = 1800.0
     """Longest stream; a longer session is cut into streams at silent moments."""
     seam_gap_s: float = 0.2
@@ -237,14 +239,18 @@ class Player:
         self._seam: _Seam | None = None
         self._state = _State()
 
-    def run(self, start_s: float = 0.0) -> Outcome:
+    def run(self, start_s: float = 0.0, *, device_awake: bool = False) -> Outcome:
         """Play from ``start_s``; return at the end or on quit.
+
+        ``device_awake``: the output was playing (silence) until now, so the first
+        stream needs only a short preroll.
 
         Raises ``Interrupted`` on Ctrl-C (KeyboardInterrupt or Interrupted, after silencing the device) and
         ``AudioDeviceError`` if the device fails; both carry ``position_s``.
         """
+        first_preroll = self._preroll(self.options.awake_preroll_s if device_awake else None)
         try:
-            self._start(self._frame(min(max(0.0, start_s), self.timeline.duration_s)), self._preroll())
+            self._start(self._frame(min(max(0.0, start_s), self.timeline.duration_s)), first_preroll)
             self._emit("start")
             return self._loop()
         except (KeyboardInterrupt, Interrupted) as exc:
@@ -336,8 +342,8 @@ class Player:
     def _frame(self, seconds: float) -> int:
         return int(round(seconds * self.rate_hz))
 
-    def _preroll(self) -> np.ndarray:
-        return np.zeros(self._frame(self.options.preroll_s), dtype=np.float32)
+    def _preroll(self, seconds: float | None = None) -> np.ndarray:
+        return np.zeros(self._frame(self.options.preroll_s if seconds is None else seconds), dtype=np.float32)
 
     def _open(self, first_frame: int, preamble: np.ndarray) -> _Playing:
         """A stream holding ``preamble`` then the session from ``first_frame``, first block written."""

@@ -212,6 +212,17 @@ def test_every_cue_is_heard_exactly_at_its_start_after_the_preroll():
     assert max(abs(e) for e in errors) <= FRAME_S
 
 
+def test_a_device_kept_awake_until_the_start_needs_only_a_short_first_preroll():
+    h = Harness(make_timeline(), script=[(20.0, Command.PAUSE), (21.0, Command.PAUSE)])
+    h.player.run(device_awake=True)
+    first, _, resumed = h.sink.streams
+    assert not np.any(first.audio[: int(OPTS.awake_preroll_s * RATE)])
+    errors = h.errors({i: OPTS.awake_preroll_s + c.start_s for i, c in enumerate(h.timeline.cues)
+                       if c.start_s < 19.0})
+    assert max(abs(e) for e in errors) <= FRAME_S
+    assert not np.any(resumed.audio[: int(OPTS.preroll_s * RATE)])  # after a pause: the full preroll again
+
+
 def test_blocks_are_written_ahead_of_the_device_but_never_far_ahead():
     h = Harness(make_timeline(), oversleep=lambda: random.uniform(0, 0.05))
     h.run()

@@ -65,8 +65,8 @@ def play_cmd(
     ref = routine or "lower-back"
 
     sink = SimpleaudioSink()
-    # Fail before planning when there is no device; opening it also starts waking a Bluetooth output.
-    sink.probe()
+    # Fail before planning when there is no device, and keep it awake (Bluetooth) until the session starts.
+    held = sink.hold()
     voices_ready.join()
     from coach.cli.export import ProgressLine
 
@@ -74,15 +74,18 @@ def play_cmd(
     synthesizing = ProgressLine(sys.stderr) if not quiet and sys.stderr.isatty() else None
     progress = (lambda done, total: synthesizing("synth", done, total)) if synthesizing else None
     try:
-        session = prepare_session(ref, level or "standard", engine=engine, voice=voice, rate=rate, volume=volume,
-                                  use_cache=not no_cache, progress=progress)
+        try:
+            session = prepare_session(ref, level or "standard", engine=engine, voice=voice, rate=rate,
+                                      volume=volume, use_cache=not no_cache, progress=progress)
+        finally:
+            if synthesizing:
+                synthesizing.close()
+        try:
+            _play(session, sink, held, history, record, start_from, quiet)
+        finally:
+            session.close()
     finally:
-        if synthesizing:
-            synthesizing.close()
-    try:
-        _play(session, sink, history, record, start_from, quiet)
-    finally:
-        session.close()
+        held.stop()
         if history is not None:
             history.close()
 
@@ -302,7 +305,8 @@ def _open_history(quiet: bool) -> Any:
 # -- playing -------------------------------------------------------------------------
 
 
-def _play(session: PreparedSession, sink: Any, history: Any, record: Any, start_from: str | None, quiet: bool) -> None:
+def _play(session: PreparedSession, sink: Any, held: Any, history: Any, record: Any, start_from: str | None,
+          quiet: bool) -> None:
     from coach.player import KEYS_HELP, MonotonicClock, Player, QueueInbox
     from coach.session_map import SessionMap
 
@@ -347,7 +351,10 @@ def _play(session: PreparedSession, sink: Any, history: Any, record: Any, start_
     try:
         if keyboard is not None:
             keyboard.start()
-        outcome = player.run(start_s)
+        # The held device hands over to the session: if it is still playing, it is awake.
+        awake = held.is_playing()
+        held.stop()
+        outcome = player.run(start_s, device_awake=awake)
     except Interrupted as exc:
         position = getattr(exc, "position_s", 0.0)
         status.close()

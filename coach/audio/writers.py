@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import os
 import struct
 import tempfile
@@ -338,6 +339,7 @@ def atomic_output(path: str | Path, *, force: bool = False) -> Iterator[Path]:
     """
     target = Path(path)
     check_target(target, force)
+    remove_stale_temporaries(target)
     try:
         fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     except OSError as exc:
@@ -348,7 +350,8 @@ def atomic_output(path: str | Path, *, force: bool = False) -> Iterator[Path]:
         os.fchmod(fd, 0o666 & ~_umask())
     except (OSError, AttributeError):
         pass
-    os.close(fd)
+    # Held until the end: a temporary file nobody holds a lock on was left by a killed export.
+    _lock(fd)
     try:
         yield temp
         try:
@@ -366,6 +369,45 @@ def atomic_output(path: str | Path, *, force: bool = False) -> Iterator[Path]:
         with contextlib.suppress(OSError):
             temp.unlink()
         raise
+    finally:
+        os.close(fd)
+
+
+def _lock(fd: int) -> bool:
+    """Take an exclusive lock on ``fd`` without waiting; False if another process holds one."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no stale-file detection
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
+def remove_stale_temporaries(target: Path) -> list[Path]:
+    """Delete the ``.NAME.XXXX.part`` files a killed export of ``target`` left beside it.
+
+    An export holds a lock on its temporary file while it writes; the kernel drops
+    the lock when the process dies (even by SIGKILL), so an unlocked one is stale.
+    One being written by another export right now is left alone.
+    """
+    removed = []
+    for stale in target.parent.glob(f".{glob.escape(target.name)}.*.part"):
+        try:
+            fd = os.open(stale, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            if _lock(fd):
+                stale.unlink()
+                removed.append(stale)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return removed
 
 
 def _umask() -> int:

@@ -57,8 +57,15 @@ def error_lines(exc: CoachError) -> list[str]:
     return [line]
 
 
+_signalled: list[str] = []
+"""Set by the first SIGINT/SIGTERM: what comes out of the command after it is its consequence."""
+_status: list[int] = [ExitStatus.INTERRUPTED]
+"""The exit status decided once the command is over."""
+
+
 def _interrupt(signum: int, _frame: object) -> None:
     name = "interrupted" if signum == signal.SIGINT else "terminated"
+    _signalled.append(name)
     raise Interrupted(name)
 
 
@@ -66,15 +73,16 @@ def _leave_now(_signum: int, _frame: object) -> None:
     """Ctrl-C or SIGTERM once the command is over (Python is closing speech workers): just go.
 
     Raising Interrupted here would land in an exit handler and print a traceback;
-    the outputs are already complete or removed, and the workers exit by themselves
-    when their pipe closes.
+    the outputs are already complete or removed and the messages printed, and the
+    workers exit by themselves when their pipe closes. The exit status stays the
+    command's own.
     """
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except Exception:  # noqa: BLE001 - a closed or broken stream: nothing more to say
             pass
-    os._exit(ExitStatus.INTERRUPTED)
+    os._exit(_status[0])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -84,35 +92,51 @@ def main(argv: list[str] | None = None) -> None:
     try:
         command = typer.main.get_command(app)
         command.main(args=argv, prog_name="coach", standalone_mode=True)
+    except SystemExit as exc:  # how click ends every command
+        _ending(exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1)
+        raise
     except CoachError as exc:
-        _ending()
-        if os.environ.get("COACH_TRACEBACK") == "1":
+        _ending(exc.exit_status)
+        if _traceback_wanted():
             raise
         for line in error_lines(exc):
             print(line, file=sys.stderr)
         sys.exit(exc.exit_status)
     except BrokenPipeError:
-        _ending()
+        _ending(ExitStatus.OK)
         # stdout closed early (`coach plan | head`): not an error worth a trace.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         sys.exit(ExitStatus.OK)
-    except OSError as exc:
-        _ending()
+    except Exception as exc:
+        if _signalled and not _traceback_wanted():
+            # A library turned our Interrupted into its own error (pydantic wraps whatever is
+            # raised while it builds a model, for one): it is still the user's Ctrl-C.
+            _ending(ExitStatus.INTERRUPTED)
+            print(f"coach: error: {_signalled[0]}", file=sys.stderr)
+            sys.exit(ExitStatus.INTERRUPTED)
         # Files are written through coach.fsutil, which names them; what arrives here with
         # these errors is stdout itself (`coach plan > /dev/full`, a full disk under `> file`).
-        if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO) or \
-                os.environ.get("COACH_TRACEBACK") == "1":
+        if not isinstance(exc, OSError) or exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO) \
+                or _traceback_wanted():
             raise
+        _ending(ExitStatus.OUTPUT)
         from coach.fsutil import describe_os_error
 
         print(f"coach: error: {describe_os_error(exc.filename or 'stdout', exc).message}", file=sys.stderr)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # what is still buffered cannot go out
         sys.exit(ExitStatus.OUTPUT)
     finally:
-        _ending()
+        _ending(None)
 
 
-def _ending() -> None:
+def _traceback_wanted() -> bool:
+    return os.environ.get("COACH_TRACEBACK") == "1"  # read late: --traceback sets it while the command parses
+
+
+def _ending(status: int | None) -> None:
+    """From here on a signal only hurries the exit along (with ``status``, or the one set before)."""
+    if status is not None:
+        _status[0] = status
     signal.signal(signal.SIGINT, _leave_now)
     signal.signal(signal.SIGTERM, _leave_now)

@@ -42,3 +42,27 @@ def test_the_peak_envelope_skips_silence_without_changing_a_value(x):
     fast, slow = peak_envelope(x), reference_envelope(x)
     assert fast.shape == slow.shape
     np.testing.assert_allclose(fast, slow, rtol=0, atol=1e-12)
+
+
+def test_planning_from_a_warm_cache_reads_clip_headers_not_audio(tmp_path, monkeypatch):
+    """`coach play` plans before its first sound: measuring cached clips must not read and hash their audio."""
+    from coach.timeline import VoiceSpec
+    from coach.voice import open_voice
+    from coach.voice.cache import ClipCache
+
+    texts = ["Lie on your back.", "Lift your hips.", "Hold it there, breathing slowly."]
+    cache = ClipCache(tmp_path / "voice")
+    with open_voice(VoiceSpec(), cache=cache) as first:
+        lengths = {t: first.clip(t).duration_s for t in texts}
+
+    reads = []
+    real_lookup = ClipCache.lookup
+    monkeypatch.setattr(ClipCache, "lookup", lambda self, key: reads.append(key) or real_lookup(self, key))
+    with open_voice(VoiceSpec(), cache=ClipCache(tmp_path / "voice")) as voice:
+        voice.prefetch(texts)
+        measured = {t: voice.measure_s(t) for t in texts}
+        assert reads == [] and voice.synthesized == 0
+        assert measured == lengths
+        # The audio itself is read (and its checksum checked) when it is used.
+        assert {t: voice.clip(t).duration_s for t in texts} == lengths
+        assert len(reads) == len(texts)

@@ -83,6 +83,30 @@ def decode_entry(data: bytes) -> Clip | None:
     return Clip(np.frombuffer(payload, dtype="<f4").astype(np.float32), rate_hz)
 
 
+def header_duration_s(path: Path) -> float | None:
+    """The length of the clip in a cache file, from its header and size alone (None if they disagree).
+
+    Cheap (a few hundred bytes read, no checksum): for measuring. A payload damaged
+    in place still passes; ``ClipCache.lookup`` finds that when the clip is needed.
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(MAGIC) + _HEADER_LEN.size)
+            if len(head) < len(MAGIC) + _HEADER_LEN.size or not head.startswith(MAGIC):
+                return None
+            (header_len,) = _HEADER_LEN.unpack_from(head, len(MAGIC))
+            if header_len > 4096:
+                return None
+            header = json.loads(f.read(header_len).decode("utf-8"))
+            size = os.fstat(f.fileno()).st_size
+        rate_hz, frames = int(header["sample_rate_hz"]), int(header["frames"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if rate_hz <= 0 or size != len(head) + header_len + frames * 4:
+        return None
+    return frames / rate_hz
+
+
 @dataclass
 class CacheStats:
     """What the cache did, for tests and progress reports."""
@@ -127,6 +151,10 @@ class ClipCache:
 
     def get(self, key: str) -> Clip | None:
         return self.lookup(key)[0]
+
+    def duration_s(self, key: str) -> float | None:
+        """Length of the cached clip from the entry's header (see ``header_duration_s``), None if absent."""
+        return header_duration_s(self.path_for(key))
 
     def put(self, key: str, clip: Clip) -> bool:
         """Store ``clip`` atomically; False (and noted in stats) if the cache cannot be written."""

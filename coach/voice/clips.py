@@ -93,7 +93,18 @@ class Voice:
         return clip
 
     def measure_s(self, text: str) -> float:
-        """Spoken length of ``text`` in seconds: ``clip(text).duration_s``."""
+        """Spoken length of ``text`` in seconds: ``clip(text).duration_s``.
+
+        A clip on disk is measured from its entry's header, without reading the
+        audio: planning a session from a warm cache then reads almost nothing
+        (the player starts sooner). The audio's checksum is checked when the clip
+        is used; if it fails, the clip is synthesized again (a few ms may differ).
+        """
+        spoken = normalize_for_speech(text)
+        if spoken and self.engine.exact and self.cache is not None and self._recall(spoken) is None:
+            measured = self.cache.duration_s(self.key_for(spoken))
+            if measured is not None:
+                return measured
         return self.clip(text).duration_s
 
     def prefetch(self, texts: Iterable[str], progress: Progress | None = None) -> None:
@@ -115,8 +126,8 @@ class Voice:
         for spoken in spoken_texts:
             if self._recall(spoken) is not None:
                 done += 1
-            elif self.cache is not None and self._lookup(spoken) is not None:
-                done += 1
+            elif self.cache is not None and self.cache.duration_s(self.key_for(spoken)) is not None:
+                done += 1  # on disk (checked in full when used): no need to read the audio now
             else:
                 missing.append(spoken)
                 continue

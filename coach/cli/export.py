@@ -78,9 +78,8 @@ def export_cmd(
             split_dir=split,
             script_path=script,
             progress=progress,
-            # PreparedSession keeps the routine's replacement sounds private; asked the lead to expose them.
-            routine_base_dir=getattr(session, "base_dir", getattr(session, "_base_dir", None)),
-            routine_sounds=getattr(session, "sounds", getattr(session, "_sounds", None)),
+            routine_base_dir=session.base_dir,
+            routine_sounds=session.sounds,
         )
     finally:
         if progress:

@@ -18,6 +18,8 @@ from coach.cli.app import RateOpt, VoiceOpt, VolumeOpt, app
 from coach.errors import AudioDeviceError, CoachError, Interrupted, UsageError
 
 SCRIPT_SUFFIXES = (".vtt", ".srt")
+SLOW_ENGINES = ("piper",)
+"""Engines whose cold synthesis of a whole session takes seconds: play starts with the intro."""
 HISTORY_EVERY_S = 5.0
 """How often the position of a playing session is saved (also at every step and pause)."""
 
@@ -76,7 +78,8 @@ def play_cmd(
     try:
         try:
             session = prepare_session(ref, level or "standard", engine=engine, voice=voice, rate=rate,
-                                      volume=volume, use_cache=not no_cache, progress=progress)
+                                      volume=volume, use_cache=not no_cache, progress=progress,
+                                      early_start=start_from is None and record is None)
         finally:
             if synthesizing:
                 synthesizing.close()
@@ -132,14 +135,16 @@ class PreparedSession:
     """A timeline ready to play, with its voice and sounds."""
 
     def __init__(self, timeline: Any, voice: Any, source: str, name: str, level: str,
-                 sounds: dict[str, str] | None, base_dir: Path | None) -> None:
+                 sounds: dict[str, str] | None, base_dir: Path | None, rest: Any = None) -> None:
         self.timeline = timeline
         self.voice = voice
         self.source = source
         self.name = name
         self.level = level
-        self._sounds = sounds
-        self._base_dir = base_dir
+        self.sounds = sounds
+        self.base_dir = base_dir
+        self.rest = rest
+        """A Future of the whole session when only the introduction is in ``timeline`` (early start)."""
         self._sound_clips: dict[str, Any] = {}
 
     def clip_for(self, cue: Any) -> Any:
@@ -149,7 +154,7 @@ class PreparedSession:
 
         name = cue.sound or ""
         if name not in self._sound_clips:
-            self._sound_clips[name] = load_sound(name, self._sounds, self._base_dir)
+            self._sound_clips[name] = load_sound(name, self.sounds, self.base_dir)
         return self._sound_clips[name]
 
     def settings(self) -> dict[str, Any]:
@@ -202,10 +207,13 @@ def _is_script(ref: str) -> bool:
 
 def prepare_session(ref: str, level: str, *, engine: str | None, voice: str | None, rate: int | None,
              volume: float | None, use_cache: bool,
-             progress: Callable[[int, int], None] | None = None) -> PreparedSession:
+             progress: Callable[[int, int], None] | None = None,
+             early_start: bool = False) -> PreparedSession:
     """Load ``ref`` and plan it (a routine) or read it (a cue script), with its voice open.
 
     ``progress(done, total)`` follows the synthesis of the routine's cues (Piper takes seconds).
+    ``early_start``: for a slow engine, plan only the introduction now and the rest in the
+    background (``PreparedSession.rest``), so that playing can start at once.
     """
     from coach.timeline import VoiceSpec
     from coach.voice import open_voice
@@ -233,6 +241,12 @@ def prepare_session(ref: str, level: str, *, engine: str | None, voice: str | No
     try:
         settings = PlanSettings(level=level, voice=opened.spec)
         sound_lengths = routine_sound_lengths(routine, ref)
+        if early_start and opened.spec.engine in SLOW_ENGINES:
+            intro, rest = _plan_intro_first(routine, settings, opened, sound_lengths)
+            where = resolve(ref)
+            base_dir = Path(where).parent if isinstance(where, Path) else user_routine_dir()
+            return PreparedSession(intro, opened, _source_of(ref), routine.name, level,
+                                   dict(routine.sounds) or None, base_dir, rest=rest)
         if opened.spec.engine != "estimate":
             # As `coach plan` does: list the texts with a cheap estimate, synthesize them in
             # parallel, then plan with the real lengths (the clips that will be played).
@@ -248,6 +262,62 @@ def prepare_session(ref: str, level: str, *, engine: str | None, voice: str | No
     base_dir = Path(where).parent if isinstance(where, Path) else user_routine_dir()
     return PreparedSession(timeline, opened, _source_of(ref), routine.name, level,
                     dict(routine.sounds) or None, base_dir)
+
+
+def _plan_intro_first(routine: Any, settings: Any, opened: Any, sound_lengths: Any) -> tuple[Any, "Future[Any]"]:
+    """The introduction, planned with real speech now, and the whole session planned in the background.
+
+    The intro announces the session's length; fixing that number (from the estimate,
+    corrected by how this voice's intro compares with it) makes the intro depend only
+    on its own texts, so the full plan made later starts with exactly the same intro.
+    """
+    from concurrent.futures import Future
+    from dataclasses import replace as dc_replace
+
+    from coach.planner import plan
+    from coach.timeline import Timeline
+    from coach.voice import estimate_speech_s
+
+    rate = opened.spec.rate_wpm
+
+    def estimate(text: str) -> float:
+        return estimate_speech_s(text, rate)
+
+    rough = plan(routine, settings, estimate, sound_lengths_s=sound_lengths)
+    boundary = _body_start(rough)
+    intro_texts = [c.text for c in rough.cues if c.kind == "speech" and c.text and c.start_s < boundary]
+    opened.prefetch(intro_texts)
+    real = sum(opened.measure_s(t) for t in intro_texts)
+    guessed = sum(estimate(t) for t in intro_texts) or 1.0
+    ratio = real / guessed if real > 0 else 1.0
+    fixed = dc_replace(settings, session_minutes=max(1, round(rough.duration_s * ratio / 60)))
+    known = set(intro_texts)
+    provisional = plan(routine, fixed, lambda t: opened.measure_s(t) if t in known else estimate(t) * ratio,
+                       sound_lengths_s=sound_lengths)
+    end = _body_start(provisional)
+    intro = Timeline(
+        routine=provisional.routine, title=provisional.title, level=provisional.level, voice=provisional.voice,
+        duration_s=end, chapters=tuple(c for c in provisional.chapters if c.start_s < end),
+        cues=tuple(c for c in provisional.cues if c.start_s < end),
+    )
+    rest: Future[Any] = Future()
+
+    def work() -> None:
+        try:
+            texts: list[str] = []
+            plan(routine, fixed, lambda t: texts.append(t) or estimate(t), sound_lengths_s=sound_lengths)
+            opened.prefetch(texts)
+            rest.set_result(plan(routine, fixed, opened.measure_s, sound_lengths_s=sound_lengths))
+        except BaseException as exc:  # noqa: BLE001 - handed to the player's thread
+            rest.set_exception(exc)
+
+    threading.Thread(target=work, name="coach-plan-rest", daemon=True).start()
+    return intro, rest
+
+
+def _body_start(timeline: Any) -> float:
+    """Where the first exercise starts (the end of the introduction)."""
+    return next((c.start_s for c in timeline.chapters if c.exercise is not None), timeline.duration_s)
 
 
 def _warm_up_rendering() -> None:
@@ -355,6 +425,17 @@ def _play(session: PreparedSession, sink: Any, held: Any, history: Any, record: 
         awake = held.is_playing()
         held.stop()
         outcome = player.run(start_s, device_awake=awake)
+        if outcome.finished and session.rest is not None:
+            # Only the introduction was ready: carry on with the whole session, planned meanwhile.
+            timeline = _wait_for_rest(session, quiet)
+            smap = SessionMap(timeline)
+            body_s = _body_start(timeline)
+            if history is not None and session_id is not None:
+                history.reopen(session_id, duration_s=timeline.duration_s, position_s=body_s,
+                               step=smap.step_at(body_s).label)
+            player = Player(timeline, session.clip_for, sink, clock, inbox, say=session.voice.clip,
+                            on_status=on_status)
+            outcome = player.run(body_s, device_awake=True)
     except Interrupted as exc:
         position = getattr(exc, "position_s", 0.0)
         status.close()
@@ -378,6 +459,14 @@ def _play(session: PreparedSession, sink: Any, held: Any, history: Any, record: 
     else:
         saver.end(outcome.position_s, step, "quit")
         print(f"coach: stopped at {smap.describe(outcome.position_s)}; resume with: {resume_cmd}", file=sys.stderr)
+
+
+def _wait_for_rest(session: PreparedSession, quiet: bool) -> Any:
+    """The whole session's timeline, saying so on stderr if it is not ready yet."""
+    rest = session.rest
+    if not rest.done() and not quiet:
+        print("coach: preparing the rest of the session...", file=sys.stderr)
+    return rest.result()
 
 
 def _clock(seconds: float) -> str:

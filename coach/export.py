@@ -26,7 +26,8 @@ from coach.audio.earcons import load_sound
 from coach.audio.limiter import Limiter
 from coach.audio.loudness import MAX_TRUE_PEAK_DBTP, TARGET_LUFS, LoudnessMeter, TruePeakMeter
 from coach.audio.render import render_blocks
-from coach.audio.writers import Marker, check_mp3_rate, check_target, format_for, write_audio
+from coach.audio.writers import Marker, check_mp3_rate, format_for, write_audio
+from coach.fsutil import check_target
 from coach.errors import OutputError, UsageError
 from coach.timeline import Cue, Timeline
 
@@ -353,7 +354,7 @@ def write_script_file(timeline: Timeline, path: Path, fmt: str | None, force: bo
 
 
 def _write_text(path: Path, text: str, force: bool) -> None:
-    from coach.audio.writers import atomic_output, wrap_write_errors
+    from coach.fsutil import atomic_path, wrap_write_errors
 
-    with atomic_output(path, force=force) as temp, wrap_write_errors(path):
+    with atomic_path(path, force=force) as temp, wrap_write_errors(path):
         temp.write_text(text, encoding="utf-8")

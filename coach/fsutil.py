@@ -1,10 +1,17 @@
-"""Atomic file output: a target is either untouched or completely written."""
+"""Atomic file output: a target is either untouched or completely written.
+
+Every file Coach writes (audio, cue scripts, imported routines) goes through
+``atomic_path``: a temporary file beside the target, synced, then renamed into
+place; on any error or interruption it is removed and the target is untouched.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,67 +20,157 @@ from typing import IO
 from coach.errors import OutputError
 
 
-def describe_os_error(path: Path | str, exc: OSError) -> OutputError:
-    """An OutputError that says what went wrong with ``path`` in plain words."""
+def output_error(path: Path | str, exc: BaseException) -> OutputError:
+    """An OutputError that says in plain words why ``path`` cannot be written."""
+    code = getattr(exc, "errno", None)
     reason = {
         errno.ENOSPC: "the disk is full",
         errno.EDQUOT: "the disk quota is exceeded",
+        errno.EROFS: "the file system is read-only",
         errno.EACCES: "permission denied",
         errno.EPERM: "permission denied",
-        errno.EROFS: "the file system is read-only",
+        errno.EFBIG: "the file is larger than this system allows (ulimit -f)",
         errno.ENOENT: "the folder does not exist",
-        errno.EFBIG: "the file is larger than this system allows",
         errno.EISDIR: "it is a folder",
         errno.ENOTDIR: "a parent is not a folder",
-    }.get(exc.errno or 0, exc.strerror or str(exc))
+    }.get(code or 0) or getattr(exc, "strerror", None) or str(exc)
     return OutputError(f"{path}: cannot write: {reason}")
 
 
-@contextlib.contextmanager
-def atomic_output(path: Path | str, *, force: bool = False, binary: bool = True) -> Iterator[IO]:
-    """Open a temporary file beside ``path``; rename it into place only on success.
+def check_target(path: Path, force: bool) -> None:
+    """Refuse early an output that exists (without ``force``) or whose folder is missing."""
+    if path.exists() and not force:
+        raise OutputError(f"{path}: already exists", hint="use --force to overwrite it")
+    if path.is_dir():
+        raise OutputError(f"{path}: is a folder")
+    if not path.parent.is_dir():
+        raise OutputError(f"{path}: cannot write: no such folder {path.parent}")
 
-    On any exception (including KeyboardInterrupt) the temporary file is removed
-    and ``path`` is left as it was. An existing ``path`` is kept unless ``force``.
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path, *, force: bool = False) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success it becomes ``path``, else it is removed.
+
+    The temporary file is synced to disk before the rename, so after a crash the
+    target is either the old file (or absent) or the complete new one.
     """
     target = Path(path)
-    if target.exists() and not force:
-        raise OutputError(f"{target}: already exists (use --force to overwrite)")
-    if target.is_dir():
-        raise OutputError(f"{target}: is a folder")
-    folder = target.parent if str(target.parent) else Path(".")
-    if not folder.is_dir():
-        raise OutputError(f"{target}: cannot write: the folder {folder} does not exist")
+    check_target(target, force)
+    remove_stale_temporaries(target)
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=folder)
+        fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     except OSError as exc:
-        raise describe_os_error(target, exc) from None
-    tmp = Path(tmp_name)
+        raise output_error(target, exc) from None
+    temp = Path(temp_name)
     try:
-        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644 & ~_umask())
-        os.replace(tmp, target)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise describe_os_error(target, exc) from None
+        # mkstemp makes the file private (0600); give it the mode a plain open() would have.
+        os.fchmod(fd, 0o666 & ~_umask())
+    except (OSError, AttributeError):
+        pass
+    # Held until the end: a temporary file nobody holds a lock on was left by a killed export.
+    _lock(fd)
+    try:
+        yield temp
+        try:
+            with open(temp, "rb+") as f:
+                os.fsync(f.fileno())
+            if target.exists() and not force:  # it appeared while we were rendering
+                raise OutputError(f"{target}: already exists", hint="use --force to overwrite it")
+            os.replace(temp, target)
+        except OSError as exc:
+            if isinstance(exc, OutputError):
+                raise
+            raise output_error(target, exc) from None
+        _fsync_folder(target.parent)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            temp.unlink()
         raise
+    finally:
+        os.close(fd)
+
+
+def _lock(fd: int) -> bool:
+    """Take an exclusive lock on ``fd`` without waiting; False if another process holds one."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no stale-file detection
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
+def remove_stale_temporaries(target: Path) -> list[Path]:
+    """Delete the ``.NAME.XXXX.part`` files a killed export of ``target`` left beside it.
+
+    An export holds a lock on its temporary file while it writes; the kernel drops
+    the lock when the process dies (even by SIGKILL), so an unlocked one is stale.
+    One being written by another export right now is left alone.
+    """
+    removed = []
+    for stale in target.parent.glob(f".{glob.escape(target.name)}.*.part"):
+        try:
+            fd = os.open(stale, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            if _lock(fd):
+                stale.unlink()
+                removed.append(stale)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return removed
 
 
 def _umask() -> int:
-    mask = os.umask(0)
+    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
     os.umask(mask)
     return mask
 
 
+def _fsync_folder(folder: Path) -> None:
+    # Makes the rename itself durable; not possible everywhere (Windows), hence best effort.
+    with contextlib.suppress(OSError, AttributeError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def wrap_write_errors(path: Path | str):
+    """Context manager turning OSErrors of the underlying file into OutputError naming ``path``."""
+    return _WrapErrors(path)
+
+
+class _WrapErrors:
+    def __init__(self, path: Path | str) -> None:
+        self.path = path
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc is not None and isinstance(exc, OSError) and not isinstance(exc, OutputError):
+            raise output_error(self.path, exc) from None
+        return False
+
+
+@contextlib.contextmanager
+def atomic_output(path: Path | str, *, force: bool = False, binary: bool = True) -> Iterator[IO]:
+    """``atomic_path`` as an open file: write to the handle, the target appears on success."""
+    with atomic_path(path, force=force) as temp, wrap_write_errors(path):
+        with open(temp, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as handle:
+            yield handle
+
+
 def write_text(path: Path | str | None, text: str, *, force: bool = True) -> None:
     """Write text to ``path`` atomically, or to stdout when path is None or '-'."""
-    import sys
-
     if path is None or str(path) == "-":
         sys.stdout.write(text)
         sys.stdout.flush()

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import soundfile
 
-from coach.audio.writers import Marker, WavWriter, atomic_output, format_for, write_audio
+from coach.audio.writers import Marker, WavWriter, format_for, write_audio
+from coach.fsutil import atomic_path as atomic_output
 from coach.errors import OutputError, UsageError
 
 RATE = 44100

@@ -144,7 +144,7 @@ def test_import_writes_a_routine_that_validates_and_refuses_to_overwrite(run_coa
     assert run_coach("validate", str(out)).returncode == 0
     again = run_coach("import", str(seed_article), "-o", str(out))
     assert again.returncode == ExitStatus.OUTPUT
-    assert "already exists (use --force to overwrite)" in again.stderr
+    assert "already exists (use --force to overwrite it)" in again.stderr
     assert run_coach("import", str(seed_article), "-o", str(out), "--force").returncode == 0
     assert not list(tmp_path.glob(".imported.yaml.*")), "no temporary files left behind"
 

@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import glob
 import os
 import struct
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +24,7 @@ from typing import BinaryIO, Protocol
 import numpy as np
 
 from coach.errors import OutputError, UsageError
+from coach.fsutil import atomic_path, output_error, wrap_write_errors
 
 FORMATS = ("wav", "flac", "ogg", "mp3")
 MP3_BIT_RATE_KBPS = 128
@@ -196,13 +195,13 @@ def _sndfile_error(path: Path, exc: BaseException, written: Path | None = None) 
     """libsndfile says only "System error." when a write fails: find out why from the file system."""
     with contextlib.suppress(OSError):
         if os.statvfs(path.parent).f_bavail == 0:
-            return _as_output_error(path, OSError(errno.ENOSPC, "No space left on device"))
+            return output_error(path, OSError(errno.ENOSPC, "No space left on device"))
     with contextlib.suppress(OSError, ValueError, AttributeError):
         import resource
 
         limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
         if written is not None and limit != resource.RLIM_INFINITY and os.path.getsize(written) >= limit:
-            return _as_output_error(path, OSError(errno.EFBIG, "File too large"))
+            return output_error(path, OSError(errno.EFBIG, "File too large"))
     return OutputError(f"{path}: cannot write: {exc or type(exc).__name__}")
 
 
@@ -227,7 +226,7 @@ def _save_tags(tags, path: Path, **kwargs) -> None:
         tags.save(str(path), **kwargs)
     except MutagenError as exc:
         cause = exc.__cause__ or exc.__context__
-        raise _as_output_error(path, cause if isinstance(cause, OSError) else exc) from None
+        raise output_error(path, cause if isinstance(cause, OSError) else exc) from None
 
 
 def _timestamp(seconds: float) -> str:
@@ -302,148 +301,6 @@ def tag_mp3_chapters(path: Path, markers: Sequence[Marker], sample_rate_hz: int,
     _save_tags(tags, path, v2_version=4)
 
 
-# ---------------------------------------------------------------- atomic files
-
-
-def _as_output_error(path: Path | str, exc: BaseException) -> OutputError:
-    code = getattr(exc, "errno", None)
-    if code == errno.ENOSPC:
-        reason = "the disk is full"
-    elif code in (errno.EROFS,):
-        reason = "the file system is read-only"
-    elif code in (errno.EACCES, errno.EPERM):
-        reason = "permission denied"
-    elif code == errno.EFBIG:
-        reason = "the file is larger than this system allows (ulimit -f)"
-    else:
-        reason = getattr(exc, "strerror", None) or str(exc)
-    return OutputError(f"{path}: cannot write: {reason}")
-
-
-def check_target(path: Path, force: bool) -> None:
-    """Refuse early an output that exists (without ``force``) or whose folder is missing."""
-    if path.exists() and not force:
-        raise OutputError(f"{path}: already exists", hint="use --force to overwrite it")
-    if path.is_dir():
-        raise OutputError(f"{path}: is a folder")
-    if not path.parent.is_dir():
-        raise OutputError(f"{path.parent}: no such folder")
-
-
-@contextlib.contextmanager
-def atomic_output(path: str | Path, *, force: bool = False) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success it becomes ``path``, else it is removed.
-
-    The temporary file is synced to disk before the rename, so after a crash the
-    target is either the old file (or absent) or the complete new one.
-    """
-    target = Path(path)
-    check_target(target, force)
-    remove_stale_temporaries(target)
-    try:
-        fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    except OSError as exc:
-        raise _as_output_error(target, exc) from None
-    temp = Path(temp_name)
-    try:
-        # mkstemp makes the file private (0600); give it the mode a plain open() would have.
-        os.fchmod(fd, 0o666 & ~_umask())
-    except (OSError, AttributeError):
-        pass
-    # Held until the end: a temporary file nobody holds a lock on was left by a killed export.
-    _lock(fd)
-    try:
-        yield temp
-        try:
-            with open(temp, "rb+") as f:
-                os.fsync(f.fileno())
-            if target.exists() and not force:  # it appeared while we were rendering
-                raise OutputError(f"{target}: already exists", hint="use --force to overwrite it")
-            os.replace(temp, target)
-        except OSError as exc:
-            if isinstance(exc, OutputError):
-                raise
-            raise _as_output_error(target, exc) from None
-        _fsync_folder(target.parent)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            temp.unlink()
-        raise
-    finally:
-        os.close(fd)
-
-
-def _lock(fd: int) -> bool:
-    """Take an exclusive lock on ``fd`` without waiting; False if another process holds one."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: no stale-file detection
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return False
-    return True
-
-
-def remove_stale_temporaries(target: Path) -> list[Path]:
-    """Delete the ``.NAME.XXXX.part`` files a killed export of ``target`` left beside it.
-
-    An export holds a lock on its temporary file while it writes; the kernel drops
-    the lock when the process dies (even by SIGKILL), so an unlocked one is stale.
-    One being written by another export right now is left alone.
-    """
-    removed = []
-    for stale in target.parent.glob(f".{glob.escape(target.name)}.*.part"):
-        try:
-            fd = os.open(stale, os.O_RDONLY)
-        except OSError:
-            continue
-        try:
-            if _lock(fd):
-                stale.unlink()
-                removed.append(stale)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
-    return removed
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
-    os.umask(mask)
-    return mask
-
-
-def _fsync_folder(folder: Path) -> None:
-    # Makes the rename itself durable; not possible everywhere (Windows), hence best effort.
-    with contextlib.suppress(OSError, AttributeError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def wrap_write_errors(path: Path | str):
-    """Context manager turning OSErrors of the underlying file into OutputError naming ``path``."""
-    return _WrapErrors(path)
-
-
-class _WrapErrors:
-    def __init__(self, path: Path | str) -> None:
-        self.path = path
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type, exc, tb) -> bool:
-        if exc is not None and isinstance(exc, OSError) and not isinstance(exc, OutputError):
-            raise _as_output_error(self.path, exc) from None
-        return False
-
-
 # ---------------------------------------------------------------- one call
 
 
@@ -473,7 +330,7 @@ def write_audio(
     fmt = format_for(target)
     if fmt == "mp3":
         check_mp3_rate(sample_rate_hz)
-    with atomic_output(target, force=force) as temp, wrap_write_errors(target):
+    with atomic_path(target, force=force) as temp, wrap_write_errors(target):
         if fmt in ("wav", "mp3"):
             with open(temp, "wb") as f:
                 writer: Writer

@@ -121,9 +121,9 @@ def main(argv: list[str] | None = None) -> None:
                 or _traceback_wanted():
             raise
         _ending(ExitStatus.OUTPUT)
-        from coach.fsutil import describe_os_error
+        from coach.fsutil import output_error
 
-        print(f"coach: error: {describe_os_error(exc.filename or 'stdout', exc).message}", file=sys.stderr)
+        print(f"coach: error: {output_error(exc.filename or 'stdout', exc).message}", file=sys.stderr)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # what is still buffered cannot go out
         sys.exit(ExitStatus.OUTPUT)
     finally:

@@ -55,7 +55,8 @@ def export_cmd(
         raise UsageError("-o -: refusing to write audio to a terminal", hint="redirect stdout to a file or a pipe")
     progress = ProgressLine(sys.stderr) if not quiet and sys.stderr.isatty() else None
     # Refuse an output that cannot be written before planning, which synthesizes every cue.
-    from coach.audio.writers import check_target, format_for
+    from coach.audio.writers import format_for
+    from coach.fsutil import check_target
 
     if output is not None and not to_stdout:
         format_for(output)

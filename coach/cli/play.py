@@ -264,7 +264,7 @@ def prepare_session(ref: str, level: str, *, engine: str | None, voice: str | No
                     dict(routine.sounds) or None, base_dir)
 
 
-def _plan_intro_first(routine: Any, settings: Any, opened: Any, sound_lengths: Any) -> tuple[Any, "Future[Any]"]:
+def _plan_intro_first(routine: Any, settings: Any, opened: Any, sound_lengths: Any) -> tuple[Any, Any]:
     """The introduction, planned with real speech now, and the whole session planned in the background.
 
     The intro announces the session's length; fixing that number (from the estimate,

@@ -169,6 +169,12 @@ class SimpleaudioStream:
     def is_playing(self) -> bool:
         return self._play is not None and self._play.is_playing()
 
+    def wait_done(self, timeout_s: float) -> None:
+        """Wait until the device has let go of this stream (after ``stop()``: ~0.1 s), at most ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while self.is_playing() and time.monotonic() < deadline:
+            time.sleep(0.005)
+
     def _release_before(self, byte_offset: int) -> None:
         page = mmap.PAGESIZE
         end = (byte_offset // page) * page

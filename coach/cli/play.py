@@ -421,9 +421,11 @@ def _play(session: PreparedSession, sink: Any, held: Any, history: Any, record: 
     try:
         if keyboard is not None:
             keyboard.start()
-        # The held device hands over to the session: if it is still playing, it is awake.
+        # The held device hands over to the session: if it is still playing, it is awake. Waiting
+        # for it to let go keeps a device that neither mixes nor refuses from interleaving the two.
         awake = held.is_playing()
         held.stop()
+        held.wait_done(0.3)
         outcome = player.run(start_s, device_awake=awake)
         if outcome.finished and session.rest is not None:
             # Only the introduction was ready: carry on with the whole session, planned meanwhile.

@@ -38,6 +38,11 @@ EXPORT_HINT = "connect speakers or headphones, or write the session to a file wi
 KEEP_BEHIND_S = 30.0
 """Audio kept in memory behind the newest block written; older pages are released."""
 
+LINUX = sys.platform.startswith("linux")
+MAX_STREAM_S = 1800.0 if LINUX else 600.0
+"""Longest stream to ask the player for. Only Linux gives written pages back (MADV_DONTNEED
+zeroes private pages there, not on macOS), so elsewhere a stream's memory grows to its length."""
+
 EXIT_WAIT_S = 2.0
 """At exit, how long to wait for stopped streams to drain (see ``_wait_for_playback_threads``)."""
 
@@ -101,6 +106,7 @@ class SimpleaudioSink:
     def __init__(self, sample_rate_hz: int = 44100, channels: int = 2) -> None:
         self.sample_rate_hz = sample_rate_hz
         self.channels = channels
+        self.max_stream_s = MAX_STREAM_S
 
     def open_stream(self, frames: int) -> SimpleaudioStream:
         return SimpleaudioStream(frames, self.sample_rate_hz, self.channels)
@@ -126,11 +132,11 @@ class SimpleaudioStream:
         self.channels = channels
         self._frame_bytes = 2 * channels
         size = self.frames * self._frame_bytes
-        if sys.platform == "win32":
+        if not LINUX:
             self._map = mmap.mmap(-1, size)
         else:
             # Private anonymous pages: untouched ones cost nothing and read as zeros;
-            # MADV_DONTNEED returns written ones to the system (and they read as zeros again).
+            # MADV_DONTNEED returns written ones to the system (and, on Linux, they read as zeros again).
             self._map = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
         self._samples = np.frombuffer(self._map, dtype=np.int16).reshape(self.frames, channels)
         self._released_to = 0  # bytes before this offset have been handed back
@@ -178,12 +184,12 @@ class SimpleaudioStream:
     def _release_before(self, byte_offset: int) -> None:
         page = mmap.PAGESIZE
         end = (byte_offset // page) * page
-        if end > self._released_to and hasattr(self._map, "madvise") and sys.platform != "win32":
+        if end > self._released_to and LINUX:
             self._map.madvise(mmap.MADV_DONTNEED, self._released_to, end - self._released_to)
             self._released_to = end
 
     def _silence_all(self) -> None:
-        if hasattr(self._map, "madvise") and sys.platform != "win32":
+        if LINUX:
             self._map.madvise(mmap.MADV_DONTNEED, 0, len(self._map))
         elif self._written_from is not None:
             self._samples[self._written_from : self._written_to] = 0

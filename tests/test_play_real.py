@@ -555,3 +555,15 @@ def test_no_cache_plays_without_writing_the_clip_cache(device, env, tmp_path):
     assert result.returncode == 0, result.stderr
     assert any(np.any(cap.frames) for cap in device.captures())  # it spoke
     assert not fresh.exists() or not any(p.is_file() for p in fresh.rglob("*"))
+
+
+@pytest.mark.parametrize("linux", [True, False])
+def test_stop_turns_everything_not_yet_played_into_silence_on_every_platform(monkeypatch, linux):
+    import coach.playback as playback
+
+    monkeypatch.setattr(playback, "LINUX", linux)  # off Linux, pages are zeroed by hand
+    stream = playback.SimpleaudioSink(RATE, 2).open_stream(3 * RATE)
+    stream.write(RATE, tone(440, 1.0))
+    assert np.any(stream._samples)
+    stream.stop()  # never started: nothing to tell simpleaudio, the memory still goes silent
+    assert not np.any(stream._samples)

@@ -377,7 +377,7 @@ def _open_history(quiet: bool) -> Any:
 
 def _play(session: PreparedSession, sink: Any, held: Any, history: Any, record: Any, start_from: str | None,
           quiet: bool) -> None:
-    from coach.player import KEYS_HELP, MonotonicClock, Player, QueueInbox
+    from coach.player import KEYS_HELP, MonotonicClock, Player, PlayerOptions, QueueInbox
     from coach.session_map import SessionMap
 
     timeline = session.timeline
@@ -412,7 +412,8 @@ def _play(session: PreparedSession, sink: Any, held: Any, history: Any, record: 
         status(st)
         saver(st)
 
-    player = Player(timeline, session.clip_for, sink, clock, inbox, say=session.voice.clip, on_status=on_status)
+    player = Player(timeline, session.clip_for, sink, clock, inbox, say=session.voice.clip, on_status=on_status,
+                    options=PlayerOptions(max_stream_s=sink.max_stream_s))
     if interactive and not quiet:
         print(f"coach: {KEYS_HELP}", file=sys.stderr)
     if start_s > 0 and not quiet:

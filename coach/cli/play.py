@@ -437,7 +437,7 @@ def _play(session: PreparedSession, sink: Any, held: Any, history: Any, record: 
                 history.reopen(session_id, duration_s=timeline.duration_s, position_s=body_s,
                                step=smap.step_at(body_s).label)
             player = Player(timeline, session.clip_for, sink, clock, inbox, say=session.voice.clip,
-                            on_status=on_status)
+                            on_status=on_status, options=PlayerOptions(max_stream_s=sink.max_stream_s))
             outcome = player.run(body_s, device_awake=True)
     except Interrupted as exc:
         position = getattr(exc, "position_s", 0.0)

@@ -66,3 +66,16 @@ def test_planning_from_a_warm_cache_reads_clip_headers_not_audio(tmp_path, monke
         # The audio itself is read (and its checksum checked) when it is used.
         assert {t: voice.clip(t).duration_s for t in texts} == lengths
         assert len(reads) == len(texts)
+
+
+def test_resampled_clips_kept_for_reuse_stay_within_their_memory_bound():
+    from coach.audio import render
+    from coach.audio.clip import Clip
+
+    resampler = render._Resampler(44100)
+    long_clips = [Clip(np.full(22050 * 40, 0.1 + k / 1000, dtype=np.float32), 22050) for k in range(12)]
+    for clip in long_clips:  # twelve different 40-second paragraphs
+        assert len(resampler(clip)) == 44100 * 40
+        assert resampler._frames == sum(len(out) for _, out in resampler._cache.values())
+        assert resampler._frames <= max(render.RESAMPLED_CACHE_FRAMES, 44100 * 40)
+    assert resampler(long_clips[-1]) is resampler(long_clips[-1])  # the latest is still reused

@@ -25,6 +25,8 @@ earlier than this before ``start_s`` without asking for their clips.
 """
 
 RESAMPLED_CACHE_SIZE = 64
+RESAMPLED_CACHE_FRAMES = 2_000_000
+"""At most this many resampled frames are kept (8 MB; 45 s at 44.1 kHz), however long the clips."""
 
 
 def render_blocks(
@@ -104,6 +106,7 @@ class _Resampler:
     def __init__(self, rate_hz: int) -> None:
         self.rate_hz = rate_hz
         self._cache: OrderedDict[int, tuple[Clip, np.ndarray]] = OrderedDict()
+        self._frames = 0
 
     def __call__(self, clip: Clip) -> np.ndarray:
         if clip.sample_rate_hz == self.rate_hz:
@@ -115,6 +118,11 @@ class _Resampler:
         out = resample(clip.samples, clip.sample_rate_hz, self.rate_hz)
         # The clip itself is kept in the entry so its id cannot be reused by another object.
         self._cache[id(clip)] = (clip, out)
-        if len(self._cache) > RESAMPLED_CACHE_SIZE:
-            self._cache.popitem(last=False)
+        self._frames += len(out)
+        # Bounded in entries and in frames: a session of long paragraphs must not pile them up.
+        while len(self._cache) > 1 and (
+            len(self._cache) > RESAMPLED_CACHE_SIZE or self._frames > RESAMPLED_CACHE_FRAMES
+        ):
+            _, (_, dropped) = self._cache.popitem(last=False)
+            self._frames -= len(dropped)
         return out

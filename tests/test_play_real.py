@@ -567,3 +567,26 @@ def test_stop_turns_everything_not_yet_played_into_silence_on_every_platform(mon
     assert np.any(stream._samples)
     stream.stop()  # never started: nothing to tell simpleaudio, the memory still goes silent
     assert not np.any(stream._samples)
+
+
+def test_a_cold_cache_starts_with_the_intro_and_a_warm_one_plans_everything_first(tmp_path, monkeypatch):
+    from coach.cli.play import prepare_session
+
+    monkeypatch.setenv("COACH_CACHE_DIR", str(tmp_path / "cold"))
+    routine = tmp_path / "tiny.yaml"
+    routine.write_text(TINY)
+    args = dict(engine=None, voice=None, rate=None, volume=None, use_cache=True, early_start=True)
+    cold = prepare_session(str(routine), "standard", **args)
+    try:
+        assert cold.rest is not None  # only the introduction is planned yet
+        assert all(c.exercise is None for c in cold.timeline.cues)
+        whole = cold.rest.result(timeout=60)
+        n = len(cold.timeline.cues)
+        assert whole.cues[:n] == cold.timeline.cues  # the full plan starts with exactly that intro
+    finally:
+        cold.close()
+    warm = prepare_session(str(routine), "standard", **args)
+    try:
+        assert warm.rest is None and any(c.exercise for c in warm.timeline.cues)
+    finally:
+        warm.close()

@@ -19,7 +19,8 @@ from coach.errors import AudioDeviceError, CoachError, Interrupted, UsageError
 
 SCRIPT_SUFFIXES = (".vtt", ".srt")
 SLOW_ENGINES = ("piper",)
-"""Engines whose cold synthesis of a whole session takes seconds: play starts with the intro."""
+"""Engines whose synthesis of a whole session takes seconds: play starts with the intro.
+Other engines do so only when the intro was not in the clip cache."""
 HISTORY_EVERY_S = 5.0
 """How often the position of a playing session is saved (also at every step and pause)."""
 
@@ -241,12 +242,15 @@ def prepare_session(ref: str, level: str, *, engine: str | None, voice: str | No
     try:
         settings = PlanSettings(level=level, voice=opened.spec)
         sound_lengths = routine_sound_lengths(routine, ref)
-        if early_start and opened.spec.engine in SLOW_ENGINES:
-            intro, rest = _plan_intro_first(routine, settings, opened, sound_lengths)
-            where = resolve(ref)
-            base_dir = Path(where).parent if isinstance(where, Path) else user_routine_dir()
-            return PreparedSession(intro, opened, _source_of(ref), routine.name, level,
-                                   dict(routine.sounds) or None, base_dir, rest=rest)
+        if early_start and opened.spec.engine != "estimate":
+            early = _plan_intro_first(routine, settings, opened, sound_lengths,
+                                      only_if_cold=opened.spec.engine not in SLOW_ENGINES)
+            if early is not None:
+                intro, rest = early
+                where = resolve(ref)
+                base_dir = Path(where).parent if isinstance(where, Path) else user_routine_dir()
+                return PreparedSession(intro, opened, _source_of(ref), routine.name, level,
+                                       dict(routine.sounds) or None, base_dir, rest=rest)
         if opened.spec.engine != "estimate":
             # As `coach plan` does: list the texts with a cheap estimate, synthesize them in
             # parallel, then plan with the real lengths (the clips that will be played).
@@ -264,12 +268,17 @@ def prepare_session(ref: str, level: str, *, engine: str | None, voice: str | No
                     dict(routine.sounds) or None, base_dir)
 
 
-def _plan_intro_first(routine: Any, settings: Any, opened: Any, sound_lengths: Any) -> tuple[Any, Any]:
+def _plan_intro_first(routine: Any, settings: Any, opened: Any, sound_lengths: Any, *,
+                      only_if_cold: bool = False) -> tuple[Any, Any] | None:
     """The introduction, planned with real speech now, and the whole session planned in the background.
 
     The intro announces the session's length; fixing that number (from the estimate,
     corrected by how this voice's intro compares with it) makes the intro depend only
     on its own texts, so the full plan made later starts with exactly the same intro.
+
+    ``only_if_cold``: give up (None) when the intro's clips were all in the cache, a
+    sign that the rest is too and planning everything now costs only a few tenths
+    of a second (pyttsx3: ~1 s of synthesis for the built-in session when cold).
     """
     from concurrent.futures import Future
     from dataclasses import replace as dc_replace
@@ -286,7 +295,10 @@ def _plan_intro_first(routine: Any, settings: Any, opened: Any, sound_lengths: A
     rough = plan(routine, settings, estimate, sound_lengths_s=sound_lengths)
     boundary = _body_start(rough)
     intro_texts = [c.text for c in rough.cues if c.kind == "speech" and c.text and c.start_s < boundary]
+    synthesized = opened.synthesized
     opened.prefetch(intro_texts)
+    if only_if_cold and opened.synthesized == synthesized:
+        return None
     real = sum(opened.measure_s(t) for t in intro_texts)
     guessed = sum(estimate(t) for t in intro_texts) or 1.0
     ratio = real / guessed if real > 0 else 1.0

@@ -9,6 +9,7 @@ import shlex
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Optional, TextIO
 
@@ -136,7 +137,8 @@ class PreparedSession:
     """A timeline ready to play, with its voice and sounds."""
 
     def __init__(self, timeline: Any, voice: Any, source: str, name: str, level: str,
-                 sounds: dict[str, str] | None, base_dir: Path | None, rest: Any = None) -> None:
+                 sounds: dict[str, str] | None, base_dir: Path | None, rest: Any = None,
+                 expected_duration_s: float | None = None) -> None:
         self.timeline = timeline
         self.voice = voice
         self.source = source
@@ -146,6 +148,8 @@ class PreparedSession:
         self.base_dir = base_dir
         self.rest = rest
         """A Future of the whole session when only the introduction is in ``timeline`` (early start)."""
+        self.duration_s = expected_duration_s or timeline.duration_s
+        """The session's length (with an early start: the estimate until the whole plan is ready)."""
         self._sound_clips: dict[str, Any] = {}
 
     def clip_for(self, cue: Any) -> Any:
@@ -246,11 +250,12 @@ def prepare_session(ref: str, level: str, *, engine: str | None, voice: str | No
             early = _plan_intro_first(routine, settings, opened, sound_lengths,
                                       only_if_cold=opened.spec.engine not in SLOW_ENGINES)
             if early is not None:
-                intro, rest = early
+                intro, rest, expected_s = early
                 where = resolve(ref)
                 base_dir = Path(where).parent if isinstance(where, Path) else user_routine_dir()
                 return PreparedSession(intro, opened, _source_of(ref), routine.name, level,
-                                       dict(routine.sounds) or None, base_dir, rest=rest)
+                                       dict(routine.sounds) or None, base_dir, rest=rest,
+                                       expected_duration_s=expected_s)
         if opened.spec.engine != "estimate":
             # As `coach plan` does: list the texts with a cheap estimate, synthesize them in
             # parallel, then plan with the real lengths (the clips that will be played).
@@ -269,7 +274,7 @@ def prepare_session(ref: str, level: str, *, engine: str | None, voice: str | No
 
 
 def _plan_intro_first(routine: Any, settings: Any, opened: Any, sound_lengths: Any, *,
-                      only_if_cold: bool = False) -> tuple[Any, Any] | None:
+                      only_if_cold: bool = False) -> tuple[Any, Any, float] | None:
     """The introduction, planned with real speech now, and the whole session planned in the background.
 
     The intro announces the session's length; fixing that number (from the estimate,
@@ -324,7 +329,7 @@ def _plan_intro_first(routine: Any, settings: Any, opened: Any, sound_lengths: A
             rest.set_exception(exc)
 
     threading.Thread(target=work, name="coach-plan-rest", daemon=True).start()
-    return intro, rest
+    return intro, rest, provisional.duration_s
 
 
 def _body_start(timeline: Any) -> float:
@@ -411,7 +416,7 @@ def _play(session: PreparedSession, sink: Any, held: Any, history: Any, record: 
             history.reopen(session_id, duration_s=timeline.duration_s, position_s=start_s, step=step)
         else:
             session_id = history.start(routine=session.name, source=session.source, level=session.level,
-                                       settings=session.settings(), duration_s=timeline.duration_s,
+                                       settings=session.settings(), duration_s=session.duration_s,
                                        position_s=start_s, step=step)
 
     clock = MonotonicClock()
@@ -421,6 +426,8 @@ def _play(session: PreparedSession, sink: Any, held: Any, history: Any, record: 
     interactive = sys.stdin.isatty()
 
     def on_status(st: Any) -> None:
+        if st.duration_s < session.duration_s:  # the intro of an early start: count the whole session
+            st = replace(st, duration_s=session.duration_s)
         status(st)
         saver(st)
 
@@ -443,6 +450,7 @@ def _play(session: PreparedSession, sink: Any, held: Any, history: Any, record: 
         if outcome.finished and session.rest is not None:
             # Only the introduction was ready: carry on with the whole session, planned meanwhile.
             timeline = _wait_for_rest(session, quiet)
+            session.duration_s = timeline.duration_s
             smap = SessionMap(timeline)
             body_s = _body_start(timeline)
             if history is not None and session_id is not None:

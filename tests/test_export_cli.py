@@ -76,9 +76,8 @@ def test_every_speech_cue_starts_within_10_ms_of_its_planned_time(lower_back, en
     assert worst <= TOLERANCE_S, f"worst speech offset {worst * 1000:.1f} ms"
 
 
-def test_speech_after_silence_begins_on_its_start_sample(lower_back):
-    # Independent of any clip: the first non-zero sample after a silent gap is the cue's start.
-    timeline, audio, rate, _ = lower_back
+def assert_speech_after_silence_starts_on_its_sample(timeline, audio, rate) -> None:
+    """Independent of any clip: the first non-zero sample after a silent gap is the cue's start."""
     checked = 0
     for cue in timeline.speech:
         before = [c for c in timeline.cues if c.start_s < cue.start_s]
@@ -91,6 +90,11 @@ def test_speech_after_silence_begins_on_its_start_sample(lower_back):
         assert 0 <= onset <= TOLERANCE_S, (cue.text, onset)
         checked += 1
     assert checked > 20
+
+
+def test_speech_after_silence_begins_on_its_start_sample(lower_back):
+    timeline, audio, rate, _ = lower_back
+    assert_speech_after_silence_starts_on_its_sample(timeline, audio, rate)
 
 
 def test_gaps_between_cues_are_digital_silence(lower_back):

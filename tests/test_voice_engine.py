@@ -367,7 +367,9 @@ def test_a_stuck_lost_or_dead_utterance_is_retried_in_a_fresh_worker(faulty_engi
     started = time.perf_counter()
     clip = engine.synthesize("Hold it there")
     elapsed_s = time.perf_counter() - started
-    assert engine.retries == 1
+    # At least one retry caught the fault. A second one can happen on a loaded machine, where
+    # the fresh worker can also miss the short timeout these tests use to keep hangs quick.
+    assert engine.retries >= 1
     assert 0.5 < loud_s(clip.samples) < 2.0
     assert elapsed_s < 10
     # Spoken at the rate asked for (170 wpm), not the driver's default of 200.

@@ -281,7 +281,7 @@ def test_a_plan_with_piper_keeps_every_timing_rule_and_counts_down_aloud(cache_d
 
 @needs_piper
 def test_export_with_piper_puts_every_speech_cue_within_10_ms_of_the_plan(cache_dir, env, tmp_path):
-    from test_export_cli import TOLERANCE_S, located_lag_s
+    from test_export_cli import TOLERANCE_S, assert_speech_after_silence_starts_on_its_sample, located_lag_s
 
     import soundfile
 
@@ -308,40 +308,20 @@ def test_export_with_piper_puts_every_speech_cue_within_10_ms_of_the_plan(cache_
     worst = max(map(abs, lags))
     assert worst <= TOLERANCE_S, f"worst speech offset {worst * 1000:.1f} ms"
     # And independently of any clip: speech after a silence starts on its start sample.
-    checked = 0
-    for cue in timeline.speech:
-        if any(c.start_s < cue.start_s and c.end_s > cue.start_s - 0.1 for c in timeline.cues):
-            continue
-        first = round(cue.start_s * rate)
-        lo = max(0, first - round(0.05 * rate))
-        window = audio[lo : first + round(0.1 * rate), 0]
-        onset = (np.flatnonzero(np.abs(window) > 1e-4)[0] + lo - first) / rate
-        assert 0 <= onset <= TOLERANCE_S, (cue.text, onset)
-        checked += 1
-    assert checked > 20
+    assert_speech_after_silence_starts_on_its_sample(timeline, audio, rate)
 
 
-TINY_PIPER = """\
-name: tiny-piper
-title: Tiny
-description: A tiny test.
-voice:
-  engine: piper
-exercises:
-  - name: Plank
-    steps:
-      - Hold a plank.
-    dose:
-      hold_s: 3
-      setup_s: 0
-      rest_after_s: 0
-"""
+def tiny_piper() -> str:
+    """The player tests' tiny routine, asking for Piper."""
+    from test_play_real import TINY
+
+    return TINY.replace("exercises:", "voice:\n  engine: piper\nexercises:", 1)
 
 
 @needs_piper
 def test_a_routine_that_asks_for_piper_is_planned_with_joe_and_stdout_stays_clean_json(env, tmp_path):
     routine = tmp_path / "tiny.yaml"
-    routine.write_text(TINY_PIPER)
+    routine.write_text(tiny_piper())
     result = coach("plan", str(routine), "--format", "json", env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
@@ -374,7 +354,7 @@ def test_play_starts_a_piper_routine_with_its_intro_and_carries_on_exactly_as_pl
     assert pacer.stdout.readline().strip() == "ready"
     device = CaptureDevice(home, folder / "out", pacer)
     routine = tmp_path / "tiny.yaml"
-    routine.write_text(TINY_PIPER)
+    routine.write_text(tiny_piper())
     empty_cache = tmp_path / "cold-cache"
     try:
         result = coach("play", str(routine), env={**env, "HOME": str(home), "COACH_CACHE_DIR": str(empty_cache)},

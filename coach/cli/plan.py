@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import typer
 
@@ -84,7 +84,8 @@ def plan_with_voice(routine: Routine, settings: PlanSettings, *,
 
 
 def plan_measured(routine: Routine, settings: PlanSettings, voice: Voice, *,
-                  sound_lengths_s: dict[str, float] | None = None) -> Timeline:
+                  sound_lengths_s: dict[str, float] | None = None,
+                  progress: Callable[[int, int], None] | None = None) -> Timeline:
     """Plan with cue lengths measured in ``voice`` (the very clips later rendered); the voice stays open.
 
     With a real engine, a first plan from the estimate lists the texts, which
@@ -104,7 +105,7 @@ def plan_measured(routine: Routine, settings: PlanSettings, voice: Voice, *,
             return estimate_speech_s(text, voice.spec.rate_wpm)
 
         plan(routine, settings, listing, sound_lengths_s=sound_lengths_s)
-        voice.prefetch(texts)
+        voice.prefetch(texts, progress=progress)
     return plan(routine, settings, voice.measure_s, sound_lengths_s=sound_lengths_s)
 
 

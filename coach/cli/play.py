@@ -235,10 +235,9 @@ def prepare_session(ref: str, level: str, *, engine: str | None, voice: str | No
                            timeline.routine or Path(ref).stem, timeline.level, None, None)
         return session
 
-    from coach.cli.plan import routine_sound_lengths, voice_spec
+    from coach.cli.plan import plan_measured, routine_sound_lengths, voice_spec
     from coach.loader import load_routine, resolve, user_routine_dir
-    from coach.planner import PlanSettings, plan
-    from coach.voice import estimate_speech_s
+    from coach.planner import PlanSettings
 
     routine = load_routine(ref)
     spec = voice_spec(routine, engine=engine, voice=voice, rate=rate, volume=volume)
@@ -256,14 +255,7 @@ def prepare_session(ref: str, level: str, *, engine: str | None, voice: str | No
                 return PreparedSession(intro, opened, _source_of(ref), routine.name, level,
                                        dict(routine.sounds) or None, base_dir, rest=rest,
                                        expected_duration_s=expected_s)
-        if opened.spec.engine != "estimate":
-            # As `coach plan` does: list the texts with a cheap estimate, synthesize them in
-            # parallel, then plan with the real lengths (the clips that will be played).
-            texts: list[str] = []
-            plan(routine, settings, lambda t: texts.append(t) or estimate_speech_s(t, opened.spec.rate_wpm),
-                 sound_lengths_s=sound_lengths)
-            opened.prefetch(texts, progress=progress)
-        timeline = plan(routine, settings, opened.measure_s, sound_lengths_s=sound_lengths)
+        timeline = plan_measured(routine, settings, opened, sound_lengths_s=sound_lengths, progress=progress)
     except BaseException:
         opened.close()
         raise
@@ -288,6 +280,7 @@ def _plan_intro_first(routine: Any, settings: Any, opened: Any, sound_lengths: A
     from concurrent.futures import Future
     from dataclasses import replace as dc_replace
 
+    from coach.cli.plan import plan_measured
     from coach.planner import plan
     from coach.timeline import Timeline
     from coach.voice import estimate_speech_s
@@ -321,10 +314,7 @@ def _plan_intro_first(routine: Any, settings: Any, opened: Any, sound_lengths: A
 
     def work() -> None:
         try:
-            texts: list[str] = []
-            plan(routine, fixed, lambda t: texts.append(t) or estimate(t), sound_lengths_s=sound_lengths)
-            opened.prefetch(texts)
-            rest.set_result(plan(routine, fixed, opened.measure_s, sound_lengths_s=sound_lengths))
+            rest.set_result(plan_measured(routine, fixed, opened, sound_lengths_s=sound_lengths))
         except BaseException as exc:  # noqa: BLE001 - handed to the player's thread
             rest.set_exception(exc)
 

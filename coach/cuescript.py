@@ -76,8 +76,9 @@ def _json(t: Timeline) -> str:
     d = t.to_dict()
     dump = lambda v: json.dumps(v, ensure_ascii=False)  # noqa: E731
     lines = ["{"]
-    for key in ("routine", "title", "level", "voice", "duration_s"):
-        lines.append(f"  {dump(key)}: {dump(d[key])},")
+    for key in ("routine", "title", "level", "voice", "sounds", "duration_s"):
+        if key in d:
+            lines.append(f"  {dump(key)}: {dump(d[key])},")
     for key in ("chapters", "cues", "dropped"):
         items = d[key]
         body = ",\n".join(f"    {dump(item)}" for item in items)
@@ -103,6 +104,7 @@ def _vtt(t: Timeline) -> str:
     header = {
         "routine": t.routine, "title": t.title, "level": t.level, "voice": t.voice.to_dict(),
         "chapters": [c.to_dict() for c in t.chapters],
+        **({"sounds": dict(t.sounds)} if t.sounds else {}),
     }
     # A NOTE may not contain "-->"; JSON can say it without those three characters.
     note = json.dumps(header, ensure_ascii=False).replace("-->", "--\\u003e")
@@ -222,10 +224,23 @@ def _timeline(cues: list[Cue], header: dict[str, Any], name: str, places: list[t
             raise InputFileError(f"{header_where}: chapters[{i}]: start_s: expected a number of seconds >= 0, "
                                  f"got {chapter.start_s!r}")
     dropped = header.get("dropped") or []
+    sounds = _script_sounds(header.get("sounds"), Path(name).parent, header_where)
     return Timeline(routine=str(header.get("routine") or stem), title=str(header.get("title") or stem),
                     level=str(header.get("level") or "standard"), voice=voice,
                     duration_s=max(c.end_s for c in cues), chapters=chapters, cues=tuple(cues),
-                    dropped=tuple(d for d in dropped if isinstance(d, dict)))
+                    dropped=tuple(d for d in dropped if isinstance(d, dict)), sounds=sounds)
+
+
+def _script_sounds(value: Any, folder: Path, where: str) -> dict[str, str]:
+    """The script's own sound files (name -> path; relative paths from the script's folder)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise InputFileError(f"{where}: sounds: expected {{\"name\": \"file\"}} pairs, got {_short(value)}")
+    unknown = sorted(set(value) - set(SOUNDS))
+    if unknown:
+        raise InputFileError(f"{where}: sounds: unknown sound {unknown[0]!r}; the sounds are {', '.join(SOUNDS)}")
+    return {name: str(path if Path(path).is_absolute() else folder / path) for name, path in value.items()}
 
 
 def _short(value: Any) -> str:

@@ -27,7 +27,7 @@ from typing import Protocol
 import numpy as np
 
 from coach.audio.clip import Clip
-from coach.audio.render import render_blocks, resample
+from coach.audio.master import Master
 from coach.errors import AudioDeviceError, Interrupted
 from coach.playback import AudioSink, DeviceBusy, Stream
 from coach.session_map import SessionMap, Step
@@ -123,7 +123,6 @@ class QueueInbox:
 class PlayerOptions:
     """Tuning of the scheduler; the defaults suit a real device."""
 
-    sample_rate_hz: int = 44100
     block_s: float = 0.5
     """Length of one rendered block."""
     lookahead_s: float = 1.5
@@ -141,7 +140,6 @@ class PlayerOptions:
     """Silence between a repeated cue and the session carrying on."""
     busy_retry_s: float = 1.0
     """How long to keep retrying a device that is busy at a seam."""
-    gain_db: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -215,7 +213,7 @@ class Player:
     def __init__(
         self,
         timeline: Timeline,
-        clip_for: Callable[[Cue], Clip],
+        master: Master,
         sink: AudioSink,
         clock: Clock,
         inbox: Inbox,
@@ -226,14 +224,14 @@ class Player:
     ) -> None:
         self.timeline = timeline
         self.map = SessionMap(timeline)
-        self.clip_for = clip_for
+        self.master = master
         self.sink = sink
         self.clock = clock
         self.inbox = inbox
         self.say = say
         self.on_status = on_status or (lambda status: None)
         self.options = options = options or PlayerOptions()
-        self.rate_hz = options.sample_rate_hz
+        self.rate_hz = master.sample_rate_hz
         self.end_frame = self._frame(timeline.duration_s)
         self._cur: _Playing | None = None
         self._seam: _Seam | None = None
@@ -352,11 +350,7 @@ class Player:
         stream = self.sink.open_stream(len(preamble) + last_frame - first_frame)
         if len(preamble):
             stream.write(0, np.repeat(preamble[:, None], channels, axis=1))
-        blocks = render_blocks(
-            self.timeline, self.clip_for, sample_rate_hz=self.rate_hz, channels=channels,
-            block_s=self.options.block_s, start_s=first_frame / self.rate_hz,
-            end_s=last_frame / self.rate_hz, gain_db=self.options.gain_db,
-        )
+        blocks = self.master.blocks(first_frame / self.rate_hz, last_frame / self.rate_hz, self.options.block_s)
         cur = _Playing(stream, len(preamble), first_frame, last_frame, blocks, first_frame)
         self._seam = None
         if first_frame < last_frame:
@@ -451,7 +445,7 @@ class Player:
         self._state.streams += 1
 
     def _at_rate(self, clip: Clip) -> np.ndarray:
-        return resample(clip.samples, clip.sample_rate_hz, self.rate_hz)
+        return self.master.one_off(clip)
 
     # -- commands -------------------------------------------------------------
 
@@ -488,7 +482,7 @@ class Player:
             cue = self.map.last_spoken(position)
             if cue is None:
                 return None
-            clip = self._at_rate(self.clip_for(cue))
+            clip = self._at_rate(self.master.clip_for(cue))
             self._silence()
             if paused:
                 self._announce(clip)

@@ -148,6 +148,8 @@ class Timeline:
     cues: tuple[Cue, ...]
     dropped: tuple[dict[str, Any], ...] = field(default_factory=tuple)
     """Optional cues the planner left out because they did not fit, and why."""
+    sounds: dict[str, str] = field(default_factory=dict)
+    """The routine's own sound files (name -> absolute path) replacing built-in earcons."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -159,6 +161,7 @@ class Timeline:
             "chapters": [c.to_dict() for c in self.chapters],
             "cues": [c.to_dict() for c in self.cues],
             "dropped": list(self.dropped),
+            **({"sounds": dict(self.sounds)} if self.sounds else {}),
         }
 
     @classmethod
@@ -172,6 +175,7 @@ class Timeline:
             chapters=tuple(Chapter.from_dict(c) for c in data.get("chapters", [])),
             cues=tuple(Cue.from_dict(c) for c in data["cues"]),
             dropped=tuple(data.get("dropped", [])),
+            sounds={str(k): str(v) for k, v in (data.get("sounds") or {}).items()},
         )
 
     @property

@@ -74,6 +74,9 @@ class SyntheticVoice:
     def measure_s(self, text: str) -> float:
         return self.clip(text).duration_s
 
+    def level(self, text: str):
+        return self.clip(text).level
+
     def prefetch(self, texts, progress=None) -> None:
         texts = list(texts)
         for done, text in enumerate(texts, 1):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from coach.cli.plan import plan_with_voice, voice_spec
+from coach.session import plan_with_voice, voice_spec
 from coach.cuescript import read_script, write_script
 from coach.loader import load_routine
 from coach.planner import PlanSettings

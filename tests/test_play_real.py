@@ -250,13 +250,12 @@ def coach(*args: str, env: dict, timeout_s: float = 60.0) -> subprocess.Complete
 
 def expected_audio(ref: str, start_s: float = 0.0) -> np.ndarray:
     """What `coach play ref` should send to the device after its preroll: the same plan, rendered here."""
-    from coach.audio.render import render_blocks
-    from coach.cli.play import prepare_session
+    from coach.session import prepare_session
     from coach.playback import to_int16
 
-    session = prepare_session(ref, "standard", engine=None, voice=None, rate=None, volume=None, use_cache=True)
+    session = prepare_session(ref)
     try:
-        blocks = render_blocks(session.timeline, session.clip_for, RATE, 2, block_s=0.5, start_s=start_s)
+        blocks = session.master().blocks(start_s, None, 0.5)
         return np.concatenate([to_int16(b) for b in blocks])
     finally:
         session.close()
@@ -512,13 +511,14 @@ def test_a_long_session_cut_into_streams_keeps_every_cue_on_time(device, tmp_pat
     """
     result = run_python(tones + f"""
         import json
+        from coach.audio.master import Master
         from coach.player import MonotonicClock, Player, PlayerOptions, QueueInbox
         from coach.playback import SimpleaudioSink
         from coach.timeline import Timeline
 
         tl = Timeline.from_dict(json.load(open({str(tmp_path / "timeline.json")!r})))
         clock = MonotonicClock()
-        player = Player(tl, clip_for, SimpleaudioSink(), clock, QueueInbox(clock),
+        player = Player(tl, Master(tl, clip_for), SimpleaudioSink(), clock, QueueInbox(clock),
                         options=PlayerOptions(max_stream_s=2.5))
         out = player.run()
         print(out.streams, out.late_blocks, out.finished)
@@ -527,14 +527,14 @@ def test_a_long_session_cut_into_streams_keeps_every_cue_on_time(device, tmp_pat
     streams, late, finished = result.stdout.split()
     assert int(streams) >= 3 and late == "0" and finished == "True"
 
-    from coach.audio.render import render_blocks
+    from coach.audio.master import Master
     from coach.playback import to_int16
     from coach.timeline import Timeline
 
     namespace: dict = {}
     exec(textwrap.dedent(tones), namespace)
     tl = Timeline.from_dict(timeline)
-    expected = np.concatenate([to_int16(b) for b in render_blocks(tl, namespace["clip_for"], RATE, 2, 0.5)])
+    expected = np.concatenate([to_int16(b) for b in Master(tl, namespace["clip_for"]).blocks(0.0, None, 0.5)])
     segments = device.captures()
     assert len(segments) >= int(streams)  # each seam is a silent gap between two streams
     t0 = segments[0].first_s + 0.4
@@ -570,13 +570,12 @@ def test_stop_turns_everything_not_yet_played_into_silence_on_every_platform(mon
 
 
 def test_a_cold_cache_starts_with_the_intro_and_a_warm_one_plans_everything_first(tmp_path, monkeypatch):
-    from coach.cli.play import prepare_session
+    from coach.session import prepare_session
 
     monkeypatch.setenv("COACH_CACHE_DIR", str(tmp_path / "cold"))
     routine = tmp_path / "tiny.yaml"
     routine.write_text(TINY)
-    args = dict(engine=None, voice=None, rate=None, volume=None, use_cache=True, early_start=True)
-    cold = prepare_session(str(routine), "standard", **args)
+    cold = prepare_session(str(routine), early_start=True)
     try:
         assert cold.rest is not None  # only the introduction is planned yet
         assert all(c.exercise is None for c in cold.timeline.cues)
@@ -585,7 +584,7 @@ def test_a_cold_cache_starts_with_the_intro_and_a_warm_one_plans_everything_firs
         assert whole.cues[:n] == cold.timeline.cues  # the full plan starts with exactly that intro
     finally:
         cold.close()
-    warm = prepare_session(str(routine), "standard", **args)
+    warm = prepare_session(str(routine), early_start=True)
     try:
         assert warm.rest is None and any(c.exercise for c in warm.timeline.cues)
     finally:

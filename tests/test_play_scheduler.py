@@ -16,13 +16,14 @@ import pytest
 from coach.audio.clip import Clip
 from coach.errors import AudioDeviceError, Interrupted, UsageError
 from coach.playback import DeviceBusy
+from coach.audio.master import Master
 from coach.player import Command, Outcome, Player, PlayerOptions, Status, decode_keys
 from coach.session_map import SessionMap
 from coach.timeline import Chapter, Cue, Timeline, VoiceSpec
 
 RATE = 1000  # a low rate keeps an hour of recorded audio small; timing is what is tested
 FRAME_S = 1 / RATE
-OPTS = PlayerOptions(sample_rate_hz=RATE, block_s=0.5, lookahead_s=1.5, preroll_s=0.4)
+OPTS = PlayerOptions(block_s=0.5, lookahead_s=1.5, preroll_s=0.4)
 
 
 class FakeClock:
@@ -184,7 +185,10 @@ class Harness:
         self.levels = {level(i): i for i in range(len(timeline.cues))}
         self.index = {id(c): i for i, c in enumerate(timeline.cues)}
         self.statuses: list[Status] = []
-        self.player = Player(timeline, self.clip_for, self.sink, self.clock, self.inbox,
+        # Timing logic only: the master passes the clips through untouched (no gain, no limiting).
+        master = Master(timeline, self.clip_for, sample_rate_hz=RATE, channels=self.sink.channels,
+                        gain_db=0.0, ceiling_dbtp=20.0)
+        self.player = Player(timeline, master, self.sink, self.clock, self.inbox,
                              say=self.say if say else None, on_status=self.statuses.append, options=options)
 
     def clip_for(self, cue: Cue) -> Clip:
@@ -236,7 +240,7 @@ def test_the_session_ends_on_time_after_a_simulated_hour_with_jittery_sleeps_and
     rng = random.Random(7)
     timeline = make_timeline(sets=100, work_s=20.0)  # ~1 h
     assert 3500 < timeline.duration_s < 4000
-    opts = PlayerOptions(sample_rate_hz=RATE, max_stream_s=300.0)
+    opts = PlayerOptions(max_stream_s=300.0)
     h = Harness(timeline, oversleep=lambda: rng.uniform(0, 0.04), options=opts, busy_starts=3)
     outcome = h.run()
     assert outcome.finished and outcome.late_blocks == 0
@@ -251,7 +255,7 @@ def test_a_seam_goes_in_a_long_silence_rather_than_a_short_one():
     cues = (Cue(0.0, 2.0, "speech", "intro", text="a"), Cue(4.0, 8.5, "speech", "intro", text="b"),
             Cue(8.9, 12.0, "speech", "intro", text="c"), Cue(14.0, 15.0, "speech", "outro", text="d"))
     tl = Timeline("t", "T", "standard", VoiceSpec(engine="estimate"), 16.0, (Chapter(0.0, "All"),), cues)
-    opts = PlayerOptions(sample_rate_hz=RATE, max_stream_s=10.0)
+    opts = PlayerOptions(max_stream_s=10.0)
     h = Harness(tl, options=opts)
     assert h.run().finished
     first = h.sink.streams[0]

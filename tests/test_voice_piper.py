@@ -264,7 +264,7 @@ def test_the_cache_key_follows_the_model_bytes_not_its_timestamp(tmp_path):
 def test_a_plan_with_piper_keeps_every_timing_rule_and_counts_down_aloud(cache_dir):
     from plan_checks import check_timeline
 
-    from coach.cli.plan import plan_measured
+    from coach.session import plan_measured
     from coach.loader import load_routine
     from coach.planner import PlanSettings
 
@@ -338,8 +338,7 @@ def test_play_starts_a_piper_routine_with_its_intro_and_carries_on_exactly_as_pl
     """Piper is slow on a cold cache: play starts the intro while the rest is synthesized and planned."""
     from test_play_real import PACER, RATE, CaptureDevice, find_session
 
-    from coach.audio.render import render_blocks
-    from coach.cli.play import _body_start, prepare_session
+    from coach.session import body_start as _body_start, prepare_session
     from coach.playback import to_int16
 
     folder = tmp_path / "capture"
@@ -364,8 +363,7 @@ def test_play_starts_a_piper_routine_with_its_intro_and_carries_on_exactly_as_pl
 
         # The same preparation, here, on the clips that run cached: intro now, the whole session later.
         monkeypatch.setenv("COACH_CACHE_DIR", str(empty_cache))
-        session = prepare_session(str(routine), "standard", engine=None, voice=None, rate=None, volume=None,
-                                  use_cache=True, early_start=True)
+        session = prepare_session(str(routine), early_start=True)
         try:
             assert session.voice.spec.engine == "piper" and session.rest is not None
             intro = session.timeline
@@ -376,8 +374,8 @@ def test_play_starts_a_piper_routine_with_its_intro_and_carries_on_exactly_as_pl
             assert session.voice.synthesized == 0, "everything played was cached by the run"
 
             def rendered(timeline, start_s=0.0):
-                return np.concatenate([to_int16(b) for b in render_blocks(timeline, session.clip_for, RATE, 2,
-                                                                         block_s=0.5, start_s=start_s)])
+                blocks = session.master(timeline).blocks(start_s, None, 0.5)
+                return np.concatenate([to_int16(b) for b in blocks])
 
             heard_intro, heard_body = rendered(intro), rendered(whole, body_s)
         finally:

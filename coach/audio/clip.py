@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from coach.audio.level import ClipLevel
 
 
 @dataclass(frozen=True, eq=False)
@@ -13,6 +17,8 @@ class Clip:
 
     samples: np.ndarray
     sample_rate_hz: int
+    level: ClipLevel | None = None
+    """Loudness profile and true peak, when measured (``coach.audio.level``)."""
 
     def __post_init__(self) -> None:
         samples = np.asarray(self.samples, dtype=np.float32)

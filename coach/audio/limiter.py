@@ -51,37 +51,71 @@ class Limiter:
         self._past = self._back + self._context
         self._buf = np.zeros((self._past + self._look, channels))
         self._discard = self._look
+        # The caller's bound on each chunk's true peak (None: unknown), as [frames, bound] in buffer order.
+        self._bounds: list[list] = [[len(self._buf), 0.0]]
 
     @property
     def min_gain(self) -> float:
         """The deepest gain reduction applied so far (linear), by the first limiter."""
         return self._stages[0].min_gain
 
-    def process(self, block: np.ndarray) -> np.ndarray:
-        """Take the next input frames; return the frames that are ready (may be fewer)."""
-        return self.process_all(block)[0]
+    def process(self, block: np.ndarray, peak_bound: float | None = None) -> np.ndarray:
+        """Take the next input frames; return the frames that are ready (may be fewer).
+
+        ``peak_bound``, when given, is at least the true peak of ``block`` (linear):
+        where every bound around a stretch keeps it under the ceiling, the limiter
+        passes it through without analysing it (the master knows its clips' peaks).
+        """
+        return self.process_all(block, peak_bound)[0]
 
     def flush(self) -> np.ndarray:
         """Return the last frames (as if silence followed them)."""
         return self.flush_all()[0]
 
-    def process_all(self, block: np.ndarray) -> list[np.ndarray]:
-        self._buf = np.concatenate([self._buf, np.asarray(block, dtype=np.float64)])
+    def process_all(self, block: np.ndarray, peak_bound: float | None = None) -> list[np.ndarray]:
+        block = np.asarray(block, dtype=np.float64)
+        self._buf = np.concatenate([self._buf, block])
+        self._bounds.append([len(block), peak_bound])
         ready = len(self._buf) - self._past - self._look - self._context
         if ready <= 0:
             return [np.zeros((0, self.channels), dtype=np.float32) for _ in self._stages]
         outs = self._limit(ready)
-        self._buf = self._buf[ready:]
+        self._consume(ready)
         return self._drop_primer(outs)
 
     def flush_all(self) -> list[np.ndarray]:
         pending = len(self._buf) - self._past
         if pending <= 0:
             return [np.zeros((0, self.channels), dtype=np.float32) for _ in self._stages]
-        self._buf = np.concatenate([self._buf, np.zeros((self._look + self._context, self.channels))])
+        pad = self._look + self._context
+        self._buf = np.concatenate([self._buf, np.zeros((pad, self.channels))])
+        self._bounds.append([pad, 0.0])
         outs = self._limit(pending)
         self._buf = self._buf[:0]
+        self._bounds = [[0, 0.0]]
         return self._drop_primer(outs)
+
+    def _consume(self, frames: int) -> None:
+        self._buf = self._buf[frames:]
+        while frames > 0 and self._bounds:
+            take = min(frames, self._bounds[0][0])
+            self._bounds[0][0] -= take
+            frames -= take
+            if self._bounds[0][0] == 0:
+                self._bounds.pop(0)
+
+    def _bound(self, first: int, last: int) -> float | None:
+        """The largest caller bound over buffer frames [first, last), None if any is unknown."""
+        out, pos = 0.0, 0
+        for frames, bound in self._bounds:
+            if pos >= last:
+                break
+            if pos + frames > first and frames:
+                if bound is None:
+                    return None
+                out = max(out, bound)
+            pos += frames
+        return out
 
     def _drop_primer(self, outs: list[np.ndarray]) -> list[np.ndarray]:
         if self._discard:
@@ -96,6 +130,9 @@ class Limiter:
         # Gain needed from n - back to n + look, for every n being output.
         segment = self._buf[p - back - c : p + ready + look + c]
         x = self._buf[p : p + ready]
+        bound = self._bound(p - back - c, p + ready + look + c)
+        if bound is not None and all(bound * st.pre_gain <= self.ceiling and st.idle for st in self._stages):
+            return [(x * st.pre_gain).astype(np.float32) for st in self._stages]
         peak = float(np.max(np.abs(segment)))
         env = None
         outs = []

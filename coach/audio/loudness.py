@@ -59,6 +59,22 @@ def _lufs(power: float) -> float:
     return -0.691 + 10 * math.log10(power) if power > 0 else -math.inf
 
 
+def gated_lufs(block_powers: np.ndarray) -> float:
+    """Integrated loudness of 400 ms blocks given by their mean power (summed over channels), gated
+    by BS.1770-4: blocks under -70 LUFS, then those 10 LU under the rest, are left out. -inf if none pass."""
+    powers = np.asarray(block_powers, dtype=np.float64)
+    if len(powers) == 0:
+        return -math.inf
+    with np.errstate(divide="ignore"):
+        loudness = -0.691 + 10 * np.log10(powers)
+    above_absolute = powers[loudness > ABSOLUTE_GATE_LUFS]
+    if len(above_absolute) == 0:
+        return -math.inf
+    relative_gate = _lufs(float(above_absolute.mean())) + RELATIVE_GATE_LU
+    gated = powers[(loudness > ABSOLUTE_GATE_LUFS) & (loudness > relative_gate)]
+    return _lufs(float(gated.mean()))
+
+
 def _identical_channels(block: np.ndarray) -> bool:
     """True when every channel equals the first (a mono render spread to stereo): measure one."""
     return block.shape[1] > 1 and bool((block == block[:, :1]).all())
@@ -132,17 +148,7 @@ class LoudnessMeter:
 
     def integrated_lufs(self) -> float:
         """Gated integrated loudness so far; -inf if nothing passed the absolute gate."""
-        powers = np.frombuffer(self._blocks, dtype=np.float64)
-        if len(powers) == 0:
-            return -math.inf
-        with np.errstate(divide="ignore"):
-            loudness = -0.691 + 10 * np.log10(powers)
-        above_absolute = powers[loudness > ABSOLUTE_GATE_LUFS]
-        if len(above_absolute) == 0:
-            return -math.inf
-        relative_gate = _lufs(float(above_absolute.mean())) + RELATIVE_GATE_LU
-        gated = powers[(loudness > ABSOLUTE_GATE_LUFS) & (loudness > relative_gate)]
-        return _lufs(float(gated.mean()))
+        return gated_lufs(np.frombuffer(self._blocks, dtype=np.float64))
 
     def max_momentary_lufs(self) -> float:
         """Loudness of the loudest 400 ms block (momentary loudness), -inf if silent."""

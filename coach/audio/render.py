@@ -47,18 +47,41 @@ def render_blocks(
     ``duration_s``; the last block may be shorter than ``block_s``. ``gain_db``
     scales the whole output. Frame positions are absolute, so blocks from a later
     ``start_s`` line up sample for sample with a render from the beginning.
+    This is the raw mix; what is heard goes through ``coach.audio.master``.
     """
     if sample_rate_hz <= 0 or channels <= 0 or block_s <= 0:
         raise ValueError("sample_rate_hz, channels and block_s must be positive")
     stop_s = timeline.duration_s if end_s is None else end_s
-    first = int(round(start_s * sample_rate_hz))
-    last = int(round(stop_s * sample_rate_hz))
-    block_frames = max(1, int(round(block_s * sample_rate_hz)))
     gain = np.float32(10 ** (gain_db / 20))
+    blocks = render_mono(timeline, clip_for, sample_rate_hz, max(1, int(round(block_s * sample_rate_hz))),
+                         int(round(start_s * sample_rate_hz)), int(round(stop_s * sample_rate_hz)))
+    for mono, _ in blocks:
+        if gain != 1:
+            mono *= gain
+        yield np.repeat(mono[:, None], channels, axis=1)
 
+
+RESAMPLE_MARGIN = 10 ** (0.5 / 20)
+"""A resampled clip's true peak stays within this of the clip's own (band-limited interpolation)."""
+
+
+def render_mono(
+    timeline: Timeline,
+    clip_for: Callable[[Cue], Clip],
+    sample_rate_hz: int,
+    block_frames: int,
+    first: int,
+    last: int,
+) -> Iterator[tuple[np.ndarray, float | None]]:
+    """The mono mix of frames [first, last) in blocks, each with a bound on its true peak.
+
+    The bound is the sum of the true peaks of the clips sounding in the block
+    (None when a clip's level is not known): the master's limiter skips what it covers.
+    """
     cues = sorted(timeline.cues, key=lambda c: c.start_s)
-    resample = _Resampler(sample_rate_hz)
-    active: list[tuple[int, np.ndarray]] = []  # (first frame, samples at the output rate)
+    resample_clip = _Resampler(sample_rate_hz)
+    active: list[tuple[int, np.ndarray, float | None]] = []  # (first frame, samples at the output rate, peak)
+    start_s = first / sample_rate_hz
     i = 0
     while i < len(cues) and cues[i].end_s + MAX_OVERHANG_S < start_s:
         i += 1
@@ -68,23 +91,27 @@ def render_blocks(
         end = min(pos + block_frames, last)
         while i < len(cues) and int(round(cues[i].start_s * sample_rate_hz)) < end:
             cue_first = int(round(cues[i].start_s * sample_rate_hz))
-            samples = resample(clip_for(cues[i]))
+            clip = clip_for(cues[i])
+            samples = resample_clip(clip)
             if cue_first + len(samples) > pos:
-                active.append((cue_first, samples))
+                peak = None
+                if clip.level is not None:
+                    peak = clip.level.true_peak * (1.0 if clip.sample_rate_hz == sample_rate_hz else RESAMPLE_MARGIN)
+                active.append((cue_first, samples, peak))
             i += 1
         mono = np.zeros(end - pos, dtype=np.float32)
-        still: list[tuple[int, np.ndarray]] = []
-        for cue_first, samples in active:
+        still: list[tuple[int, np.ndarray, float | None]] = []
+        bound: float | None = 0.0
+        for cue_first, samples, peak in active:
             a = max(cue_first, pos)
             b = min(cue_first + len(samples), end)
             if a < b:
                 mono[a - pos : b - pos] += samples[a - cue_first : b - cue_first]
+                bound = None if bound is None or peak is None else bound + peak
             if cue_first + len(samples) > end:
-                still.append((cue_first, samples))
+                still.append((cue_first, samples, peak))
         active = still
-        if gain != 1:
-            mono *= gain
-        yield np.repeat(mono[:, None], channels, axis=1)
+        yield mono, bound
         pos = end
 
 

@@ -24,10 +24,20 @@ RoutineArg = typer.Argument(
     help="A built-in routine name (see `coach routines`) or a routine file (.yaml, .yml, .json).",
     show_default=True,
 )
+# The plan and voice options of plan, play and export: declared once here, used by all three.
 LevelOpt = typer.Option("standard", "--level", "-l", help="easier, standard or harder.")
+RestScaleOpt = typer.Option(1.0, "--rest-scale", help="Multiply every rest by this (0..5).")
+PaceOpt = typer.Option(1.0, "--pace", help="Tempo scale: 1.5 makes every rep 50% slower (0.5..3).")
+VerbosityOpt = typer.Option("full", "--verbosity", help="full, or brief (no background, reminders for steps).")
+CountdownOpt = typer.Option(3, "--countdown", help="Seconds counted down before each timed start (0..10).")
+FromExerciseOpt = typer.Option(None, "--from", help="Start at this exercise (id, name or number).")
+EngineOpt = typer.Option(
+    None, "--engine", help="pyttsx3 (espeak-ng), piper (natural; the neural extra) or estimate (silent "
+    "speech, timed by words per minute). Default: the routine's.")
 VoiceOpt = typer.Option(None, "--voice", help="Voice id or name (see `coach voices`). Default: the routine's.")
 RateOpt = typer.Option(None, "--rate", help="Speaking rate in words per minute (80..450).")
 VolumeOpt = typer.Option(None, "--volume", help="Speech volume, 0.1..1.0.")
+NoCacheOpt = typer.Option(False, "--no-cache", help="Synthesize every cue again (bypass the clip cache).")
 OutputOpt = typer.Option(None, "--output", "-o", help="Output file; `-` (or none) for stdout.")
 
 

@@ -9,7 +9,10 @@ from typing import Optional, TextIO
 
 import typer
 
-from coach.cli.app import LevelOpt, RateOpt, VoiceOpt, VolumeOpt, app
+from coach.cli.app import (
+    CountdownOpt, EngineOpt, FromExerciseOpt, LevelOpt, NoCacheOpt, PaceOpt, RateOpt, RestScaleOpt,
+    VerbosityOpt, VoiceOpt, VolumeOpt, app,
+)
 from coach.errors import UsageError
 
 
@@ -23,14 +26,15 @@ def export_cmd(
         None, "--output", "-o", help="Audio file: .wav, .flac, .ogg or .mp3; `-` writes a WAV to stdout."
     ),
     level: str = LevelOpt,
+    rest_scale: float = RestScaleOpt,
+    pace: float = PaceOpt,
+    verbosity: str = VerbosityOpt,
+    countdown: int = CountdownOpt,
+    start_from: Optional[str] = FromExerciseOpt,
     voice: Optional[str] = VoiceOpt,
     rate: Optional[int] = RateOpt,
     volume: Optional[float] = VolumeOpt,
-    engine: Optional[str] = typer.Option(
-        None, "--engine",
-        help="pyttsx3 (espeak-ng), piper (natural, needs the neural extra) or estimate (silence). "
-        "Default: the routine's.",
-    ),
+    engine: Optional[str] = EngineOpt,
     sample_rate: int = typer.Option(44100, "--sample-rate", help="Output sample rate in Hz."),
     mono: bool = typer.Option(False, "--mono", help="One channel instead of two."),
     split: Optional[Path] = typer.Option(
@@ -41,12 +45,14 @@ def export_cmd(
     ),
     force: bool = typer.Option(False, "--force", help="Overwrite existing files."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
-    no_cache: bool = typer.Option(False, "--no-cache", help="Synthesize every cue again (bypass the clip cache)."),
+    no_cache: bool = NoCacheOpt,
 ) -> None:
     """Render a whole session to an audio file, loudness-normalized, with chapter markers."""
-    from coach.cli.play import prepare_session
+    from coach.audio.writers import format_for
     from coach.cuescript import clock
     from coach.export import export
+    from coach.fsutil import check_target
+    from coach.session import SessionOptions, prepare_session
 
     if output is None and split is None:
         raise UsageError("give an output file with -o FILE (or a folder with --split DIR)")
@@ -55,16 +61,16 @@ def export_cmd(
         raise UsageError("-o -: refusing to write audio to a terminal", hint="redirect stdout to a file or a pipe")
     progress = ProgressLine(sys.stderr) if not quiet and sys.stderr.isatty() else None
     # Refuse an output that cannot be written before planning, which synthesizes every cue.
-    from coach.audio.writers import format_for
-    from coach.fsutil import check_target
-
     if output is not None and not to_stdout:
         format_for(output)
         check_target(Path(output), force)
     if script is not None:
         check_target(script, force)
+    options = SessionOptions(level=level, rest_scale=rest_scale, pace=pace, verbosity=verbosity,
+                             countdown_s=countdown, start_at=start_from, engine=engine, voice=voice,
+                             rate_wpm=rate, volume=volume, use_cache=not no_cache)
     session = prepare_session(
-        source, level, engine=engine, voice=voice, rate=rate, volume=volume, use_cache=not no_cache,
+        source, options,
         # Planning synthesizes every cue (export's own "synth" stage then finds them ready): show it.
         progress=(lambda done, total: progress("synth", done, total)) if progress else None,
     )
@@ -79,8 +85,6 @@ def export_cmd(
             split_dir=split,
             script_path=script,
             progress=progress,
-            routine_base_dir=session.base_dir,
-            routine_sounds=session.sounds,
         )
     finally:
         if progress:
@@ -90,7 +94,7 @@ def export_cmd(
         where = ", ".join(str(p) for p in result.outputs) or "stdout"
         print(
             f"coach: wrote {where} ({clock(result.duration_s)}, {result.loudness_lufs:.1f} LUFS, "
-            f"true peak {result.true_peak_dbtp:.1f} dBTP)",
+            f"true peak at most {result.peak_bound_dbtp:.1f} dBTP)",
             file=sys.stderr,
         )
 
@@ -98,7 +102,7 @@ def export_cmd(
 class ProgressLine:
     """A one-line progress display on a terminal: stage, bar, percent; redrawn at most 10 times a second."""
 
-    LABELS = {"synth": "synthesizing", "measure": "measuring", "write": "writing"}
+    LABELS = {"synth": "synthesizing", "write": "writing"}
 
     def __init__(self, stream: TextIO, width: int = 30) -> None:
         self.stream = stream

@@ -16,20 +16,25 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import struct
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import TYPE_CHECKING, Any, Literal, Mapping
 
 import numpy as np
 
 from coach.audio.clip import Clip
 
+if TYPE_CHECKING:
+    from coach.audio.level import ClipLevel
+
 MAGIC = b"COACHCLIP1\n"
 _HEADER_LEN = struct.Struct("<I")
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: speech clips are stored normalized (coach.audio.level), with their level."""
 
 Outcome = Literal["hit", "miss", "corrupt"]
 
@@ -51,15 +56,19 @@ def cache_key(parts: Mapping[str, Any]) -> str:
 
 
 def encode_entry(clip: Clip) -> bytes:
-    """The bytes of a cache file holding ``clip``."""
+    """The bytes of a cache file holding ``clip`` (and its level, when it has one)."""
     payload = np.ascontiguousarray(clip.samples, dtype="<f4").tobytes()
-    header = json.dumps(
-        {
-            "sample_rate_hz": clip.sample_rate_hz,
-            "frames": len(clip.samples),
-            "sha256": hashlib.sha256(payload).hexdigest(),
+    meta: dict[str, Any] = {"sample_rate_hz": clip.sample_rate_hz, "frames": len(clip.samples)}
+    if clip.level is not None:
+        level = clip.level
+        payload += np.ascontiguousarray(level.energy, dtype="<f4").tobytes()
+        meta["level"] = {
+            "loudness_lufs": level.loudness_lufs if math.isfinite(level.loudness_lufs) else None,
+            "true_peak": level.true_peak,
+            "energy_steps": len(level.energy),
         }
-    ).encode("utf-8")
+    meta["sha256"] = hashlib.sha256(payload).hexdigest()
+    header = json.dumps(meta).encode("utf-8")
     return MAGIC + _HEADER_LEN.pack(len(header)) + header + payload
 
 
@@ -75,12 +84,25 @@ def decode_entry(data: bytes) -> Clip | None:
         rate_hz = int(header["sample_rate_hz"])
         frames = int(header["frames"])
         digest = str(header["sha256"])
+        level = header.get("level")
+        steps = int(level["energy_steps"]) if level is not None else 0
     except (ValueError, KeyError, TypeError):
         return None
     payload = data[offset + header_len :]
-    if rate_hz <= 0 or len(payload) != frames * 4 or hashlib.sha256(payload).hexdigest() != digest:
+    if rate_hz <= 0 or steps < 0 or len(payload) != (frames + steps) * 4 \
+            or hashlib.sha256(payload).hexdigest() != digest:
         return None
-    return Clip(np.frombuffer(payload, dtype="<f4").astype(np.float32), rate_hz)
+    values = np.frombuffer(payload, dtype="<f4").astype(np.float32)
+    clip_level = None
+    if level is not None:
+        from coach.audio.level import ClipLevel
+
+        try:
+            lufs = -math.inf if level["loudness_lufs"] is None else float(level["loudness_lufs"])
+            clip_level = ClipLevel(lufs, float(level["true_peak"]), values[frames:])
+        except (ValueError, KeyError, TypeError):
+            return None
+    return Clip(values[:frames], rate_hz, level=clip_level)
 
 
 def header_duration_s(path: Path) -> float | None:
@@ -100,11 +122,44 @@ def header_duration_s(path: Path) -> float | None:
             header = json.loads(f.read(header_len).decode("utf-8"))
             size = os.fstat(f.fileno()).st_size
         rate_hz, frames = int(header["sample_rate_hz"]), int(header["frames"])
+        steps = int(header["level"]["energy_steps"]) if header.get("level") is not None else 0
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if rate_hz <= 0 or size != len(head) + header_len + frames * 4:
+    if rate_hz <= 0 or size != len(head) + header_len + (frames + steps) * 4:
         return None
     return frames / rate_hz
+
+
+def header_level(path: Path) -> ClipLevel | None:
+    """The level stored with a cache file's clip, read from its header and tail alone (None if absent).
+
+    Like ``header_duration_s``, no checksum: the master uses it to compute the
+    session's loudness before reading any audio; the clip is checked when used.
+    """
+    from coach.audio.level import ClipLevel
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(MAGIC) + _HEADER_LEN.size)
+            if len(head) < len(MAGIC) + _HEADER_LEN.size or not head.startswith(MAGIC):
+                return None
+            (header_len,) = _HEADER_LEN.unpack_from(head, len(MAGIC))
+            if header_len > 4096:
+                return None
+            header = json.loads(f.read(header_len).decode("utf-8"))
+            level = header.get("level")
+            if level is None:
+                return None
+            frames, steps = int(header["frames"]), int(level["energy_steps"])
+            size = os.fstat(f.fileno()).st_size
+            if size != len(head) + header_len + (frames + steps) * 4:
+                return None
+            f.seek(len(head) + header_len + frames * 4)
+            energy = np.frombuffer(f.read(steps * 4), dtype="<f4").astype(np.float32)
+        lufs = -math.inf if level["loudness_lufs"] is None else float(level["loudness_lufs"])
+        return ClipLevel(lufs, float(level["true_peak"]), energy)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 @dataclass
@@ -155,6 +210,10 @@ class ClipCache:
     def duration_s(self, key: str) -> float | None:
         """Length of the cached clip from the entry's header (see ``header_duration_s``), None if absent."""
         return header_duration_s(self.path_for(key))
+
+    def level(self, key: str) -> ClipLevel | None:
+        """The cached clip's level from the entry alone (see ``header_level``), None if absent."""
+        return header_level(self.path_for(key))
 
     def put(self, key: str, clip: Clip) -> bool:
         """Store ``clip`` atomically; False (and noted in stats) if the cache cannot be written."""

@@ -2,7 +2,10 @@
 
 One path for every consumer (planner's meter, exporter, player):
 
-    text --normalize--> spoken text --cache?--> engine.synthesize --trim--> cache.put --> Clip
+    text --normalize--> spoken text --cache?--> engine.synthesize --trim--> level --> cache.put --> Clip
+
+Each clip is brought to one loudness when it is made (``coach.audio.level``), so a
+session's loudness follows from its clips and the master only applies one gain.
 
 ``Voice.measure_s(text)`` is exactly ``Voice.clip(text).duration_s``: the
 planner times the same clip that is later rendered.
@@ -18,6 +21,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from coach.audio.clip import Clip
+from coach.audio.level import CLIP_CEILING_DBTP, SPEECH_LUFS, ClipLevel, normalize_speech
 from coach.timeline import VoiceSpec
 from coach.voice.cache import CacheStats, ClipCache, cache_key
 from coach.voice.engine import EstimateEngine, SpeechEngine
@@ -74,6 +78,8 @@ class Voice:
                 "volume": self.spec.volume,
                 "text": spoken,
                 "trim": self.trim.key(),
+                "speech_lufs": SPEECH_LUFS,
+                "ceiling_dbtp": CLIP_CEILING_DBTP,
             }
         )
 
@@ -106,6 +112,20 @@ class Voice:
             if measured is not None:
                 return measured
         return self.clip(text).duration_s
+
+    def level(self, text: str) -> ClipLevel | None:
+        """The level of ``clip(text)`` (``coach.audio.level``), from the cache entry when it is on disk."""
+        spoken = normalize_for_speech(text)
+        if not spoken:
+            return None
+        remembered = self._recall(spoken)
+        if remembered is not None:
+            return remembered.level
+        if self.engine.exact and self.cache is not None:
+            level = self.cache.level(self.key_for(spoken))
+            if level is not None:
+                return level
+        return self.clip(text).level
 
     def prefetch(self, texts: Iterable[str], progress: Progress | None = None) -> None:
         """Make every clip of ``texts`` ready, synthesizing misses in parallel (one per core).
@@ -189,7 +209,7 @@ class Voice:
             self.synthesized += 1
         if not self.engine.exact:
             return raw
-        clip = trim_silence(raw, self.trim)
+        clip = normalize_speech(trim_silence(raw, self.trim))
         if self.cache is not None:
             self.cache.put(self.key_for(spoken), clip)
         return clip

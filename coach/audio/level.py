@@ -1,0 +1,145 @@
+"""The level of one clip: its loudness profile and true peak, and a clip brought to a fixed loudness.
+
+Loudness by construction. Every cue of a session is known before its first
+sample is heard, so the session's loudness need not be measured by rendering it:
+each clip is analysed once (when it is cached, for speech) into
+
+- its K-weighted power every 10 ms (``ClipLevel.energy``), from which the
+  master sums the session's 100 ms steps and gates them as BS.1770 does;
+- its true peak, from which the master knows where its limiter has nothing to do.
+
+Speech clips are normalized once to ``SPEECH_LUFS``; earcons are balanced once
+``EARCON_BELOW_SPEECH_LU`` under it. The master then applies one gain.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from coach.audio.clip import Clip
+from coach.audio.loudness import BLOCK_S, STEP_S, TARGET_LUFS, LoudnessMeter, gated_lufs, k_weighting_sos
+
+PROFILE_STEP_S = 0.01
+"""Resolution of a clip's loudness profile: where a clip lands inside a 100 ms gating step."""
+SPEECH_LUFS = TARGET_LUFS
+"""Integrated loudness (one channel) every speech clip is normalized to."""
+CLIP_CEILING_DBTP = -1.0
+"""A normalized clip whose true peak would pass this is limited to it (rare: a very peaky clip)."""
+EARCON_BELOW_SPEECH_LU = 3.0
+"""An earcon's loudest 400 ms stays this far below the speech's loudness."""
+RING_S = 0.05
+"""The K-weighting filter rings on after a clip ends; the profile includes this much."""
+
+
+@dataclass(frozen=True, eq=False)
+class ClipLevel:
+    """What the master needs to know about a clip's level, measured once."""
+
+    loudness_lufs: float
+    """Integrated loudness of the clip alone (one channel; -inf for silence)."""
+    true_peak: float
+    """Highest 4x-oversampled absolute value (linear)."""
+    energy: np.ndarray
+    """K-weighted mean square of each 10 ms from the clip's first sample (float32)."""
+
+    def __post_init__(self) -> None:
+        energy = np.asarray(self.energy, dtype=np.float32)
+        energy.setflags(write=False)
+        object.__setattr__(self, "energy", energy)
+
+
+def analyse(samples: np.ndarray, sample_rate_hz: int) -> ClipLevel:
+    """The level of mono ``samples``, as if silence surrounded them."""
+    from scipy.signal import sosfilt
+
+    from coach.audio.loudness import TruePeakMeter
+
+    x = np.asarray(samples, dtype=np.float64)
+    step = max(1, int(round(PROFILE_STEP_S * sample_rate_hz)))
+    if len(x) == 0 or not x.any():
+        return ClipLevel(-math.inf, 0.0, np.zeros(0, np.float32))
+    padded = np.concatenate([x, np.zeros(int(RING_S * sample_rate_hz))])
+    weighted = sosfilt(k_weighting_sos(sample_rate_hz), padded) ** 2
+    steps = -(-len(weighted) // step)
+    weighted = np.concatenate([weighted, np.zeros(steps * step - len(weighted))])
+    energy = weighted.reshape(steps, step).mean(axis=1)
+    # Integrated loudness as a meter would read the clip in silence (a short word still fills a 400 ms block).
+    meter = LoudnessMeter(sample_rate_hz, 1)
+    meter.add(np.concatenate([x, np.zeros(int(BLOCK_S * sample_rate_hz))])[:, None])
+    peak = TruePeakMeter(1)
+    peak.add(x[:, None])
+    return ClipLevel(meter.integrated_lufs(), peak.finish(), energy.astype(np.float32))
+
+
+def leveled(clip: Clip, gain_db: float = 0.0) -> Clip:
+    """``clip`` scaled by ``gain_db``, carrying its level."""
+    samples = clip.samples if gain_db == 0 else clip.samples * np.float32(10 ** (gain_db / 20))
+    return Clip(samples, clip.sample_rate_hz, level=analyse(samples, clip.sample_rate_hz))
+
+
+def normalize_speech(clip: Clip, target_lufs: float = SPEECH_LUFS, ceiling_dbtp: float = CLIP_CEILING_DBTP) -> Clip:
+    """``clip`` brought to ``target_lufs``, true peaks held at ``ceiling_dbtp``, with its level.
+
+    A silent clip stays silent. Normalization never amplifies by more than 30 dB
+    (a whisper of noise is not speech).
+    """
+    if not len(clip.samples) or not clip.samples.any():
+        return Clip(clip.samples, clip.sample_rate_hz, level=ClipLevel(-math.inf, 0.0, np.zeros(0, np.float32)))
+    level = clip.level or analyse(clip.samples, clip.sample_rate_hz)
+    if not math.isfinite(level.loudness_lufs):
+        return Clip(clip.samples, clip.sample_rate_hz, level=level)
+    gain = 10 ** (min(30.0, target_lufs - level.loudness_lufs) / 20)
+    samples = clip.samples.astype(np.float64) * gain
+    ceiling = 10 ** (ceiling_dbtp / 20)
+    if level.true_peak * gain > ceiling:
+        from coach.audio.limiter import limit_blocks
+
+        samples = np.concatenate(list(limit_blocks([samples[:, None]], clip.sample_rate_hz, 1, ceiling_dbtp)))[:, 0]
+    samples = samples.astype(np.float32)
+    return Clip(samples, clip.sample_rate_hz, level=analyse(samples, clip.sample_rate_hz))
+
+
+def balance_earcon(clip: Clip, speech_lufs: float = SPEECH_LUFS) -> Clip:
+    """An earcon turned down, if needed, so its loudest 400 ms stays under the speech; with its level."""
+    meter = LoudnessMeter(clip.sample_rate_hz, 1)
+    pad = np.zeros(int(BLOCK_S * clip.sample_rate_hz), dtype=np.float32)
+    meter.add(np.concatenate([clip.samples, pad])[:, None])
+    loudest = meter.max_momentary_lufs()
+    gain_db = min(0.0, speech_lufs - EARCON_BELOW_SPEECH_LU - loudest) if math.isfinite(loudest) else 0.0
+    return leveled(clip, gain_db)
+
+
+def predict_steps(placed: list[tuple[float, ClipLevel, float]], duration_s: float) -> np.ndarray:
+    """The K-weighted power of each 100 ms of a session of ``(start_s, level, gain)`` clips (one channel).
+
+    Each clip's 10 ms energies, scaled by ``gain`` squared, are added where the clip
+    starts (uncorrelated sounds add in power), then averaged into 100 ms steps.
+    """
+    per_step = int(round(STEP_S / PROFILE_STEP_S))
+    fine = np.zeros(int(math.ceil(duration_s / PROFILE_STEP_S)) + per_step, dtype=np.float64)
+    for start_s, level, gain in placed:
+        energy = level.energy
+        first = int(round(start_s / PROFILE_STEP_S))
+        end = min(len(fine), first + len(energy))
+        if end > first >= 0:
+            fine[first:end] += energy[: end - first].astype(np.float64) * gain * gain
+    return fine[: len(fine) // per_step * per_step].reshape(-1, per_step).mean(axis=1)
+
+
+def steps_lufs(step_powers: np.ndarray) -> float:
+    """Integrated loudness of 100 ms step powers, in 400 ms blocks every 100 ms, gated as BS.1770 gates."""
+    per_block = int(round(BLOCK_S / STEP_S))
+    if len(step_powers) < per_block:
+        return -math.inf
+    return gated_lufs(np.convolve(step_powers, np.ones(per_block), mode="valid") / per_block)
+
+
+def predict_lufs(placed: list[tuple[float, ClipLevel, float]], duration_s: float, channels: int = 1) -> float:
+    """Integrated loudness of a session of ``(start_s, level, gain)`` clips, without rendering it.
+
+    ``channels`` identical channels add 10 log10(channels) dB, as a meter sums them.
+    """
+    return steps_lufs(predict_steps(placed, duration_s) * channels)

@@ -1,0 +1,192 @@
+"""The master: the one mix of a session, shared by the player and the exporter.
+
+    cues --clip_for--> clips (speech normalized, earcons balanced) --render--> voice mix
+         + music (ducked on schedule)  --one gain--> true-peak limiter --> blocks
+
+Loudness by construction: every clip carries its level (``coach.audio.level``),
+so the session's integrated loudness is computed from the cues before a single
+sample is rendered, and one gain brings it to the target. The limiter is told
+each block's peak bound (the sum of the clips' true peaks under it), so it only
+analyses the rare stretches that could pass the ceiling. Rendering from any
+position gives the samples a render from the start has there (the limiter is
+primed with the audio before it), which is what makes `coach play` sound
+exactly like `coach export`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from typing import Protocol
+
+import numpy as np
+
+from coach.audio.clip import Clip
+from coach.audio.level import ClipLevel, analyse, predict_steps, steps_lufs
+from coach.audio.limiter import Limiter
+from coach.audio.loudness import TARGET_LUFS
+from coach.audio.render import render_mono, resample
+from coach.timeline import Cue, Timeline
+
+CEILING_DBTP = {"wav": -1.5, "flac": -1.5, "ogg": -2.5, "mp3": -2.5, "play": -1.5}
+"""Where the limiter holds true peaks: below -1 dBTP, with room for lossy encoders' overshoot."""
+MAX_GAIN_DB = 40.0
+"""The master never amplifies more than this (a nearly silent session stays quiet)."""
+PRIME_S = 0.5
+"""Audio rendered before a start position, so the limiter is in the state a render from 0 has there."""
+
+
+class MusicSource(Protocol):
+    """Music under the voice (``coach.audio.music``): stereo, already ducked and levelled."""
+
+    def blocks(self, start_frame: int, end_frame: int, block_frames: int) -> Iterator[np.ndarray]: ...
+
+    def power_steps(self) -> np.ndarray: ...
+
+
+class Master:
+    """The mastered session at one sample rate and channel count."""
+
+    def __init__(
+        self,
+        timeline: Timeline,
+        clip_for: Callable[[Cue], Clip],
+        *,
+        sample_rate_hz: int = 44100,
+        channels: int = 2,
+        ceiling_dbtp: float = CEILING_DBTP["wav"],
+        target_lufs: float = TARGET_LUFS,
+        level_for: Callable[[Cue], ClipLevel | None] | None = None,
+        music: MusicSource | None = None,
+        gain_db: float | None = None,
+    ) -> None:
+        """``gain_db`` fixes the gain instead of computing it from the clips (timing tests at odd rates)."""
+        if sample_rate_hz <= 0 or channels < 1:
+            raise ValueError("sample_rate_hz and channels must be positive")
+        if music is not None and channels != 2:
+            raise ValueError("music is mixed in stereo")
+        self.timeline = timeline
+        self.clip_for = clip_for
+        self.sample_rate_hz = sample_rate_hz
+        self.channels = channels
+        self.ceiling_dbtp = ceiling_dbtp
+        self.music = music
+        self._level_for = level_for
+        self._levels: dict[int, ClipLevel] = {}
+        self.loudness_lufs = self._predict() if gain_db is None else math.nan
+        """The session's integrated loudness before the gain (all channels), from its clips."""
+        if gain_db is not None:
+            self.gain_db = gain_db
+        elif math.isfinite(self.loudness_lufs):
+            self.gain_db = min(MAX_GAIN_DB, target_lufs - self.loudness_lufs)
+        else:
+            self.gain_db = 0.0
+        self.output_lufs = self.loudness_lufs + self.gain_db
+        """The loudness of what ``blocks`` yields (the limiter, where it acts, takes off a little)."""
+        self.peak_bound = 0.0
+        """At least the true peak of everything yielded so far (linear); the limiter keeps it at the ceiling."""
+        self.limited_frames = 0
+        """Frames the limiter had to analyse (where the bound alone did not keep them under the ceiling)."""
+
+    # -- loudness by construction -------------------------------------------
+
+    def _level(self, cue: Cue) -> ClipLevel:
+        if self._level_for is not None:
+            level = self._level_for(cue)
+            if level is not None:
+                return level
+        clip = self.clip_for(cue)
+        if clip.level is not None:
+            return clip.level
+        cached = self._levels.get(id(clip))
+        if cached is None:
+            cached = self._levels[id(clip)] = analyse(clip.samples, clip.sample_rate_hz)
+        return cached
+
+    def _predict(self) -> float:
+        placed = [(cue.start_s, self._level(cue), 1.0) for cue in self.timeline.cues]
+        # The voice is one channel spread to all; music brings its own power (summed over its channels).
+        steps = predict_steps(placed, self.timeline.duration_s) * self.channels
+        if self.music is not None:
+            music = np.asarray(self.music.power_steps(), dtype=np.float64)
+            n = min(len(steps), len(music))
+            steps[:n] += music[:n]
+        return steps_lufs(steps)
+
+    # -- rendering ------------------------------------------------------------
+
+    @property
+    def total_frames(self) -> int:
+        return int(round(self.timeline.duration_s * self.sample_rate_hz))
+
+    def blocks(self, start_s: float = 0.0, end_s: float | None = None, block_s: float = 1.0) -> Iterator[np.ndarray]:
+        """The mastered session from ``start_s`` to ``end_s`` as float32 blocks shaped (frames, channels).
+
+        Exactly ``round(end_s * rate) - round(start_s * rate)`` frames in all, whatever
+        ``block_s``; the same samples a render from the start has at those frames.
+        """
+        rate = self.sample_rate_hz
+        first = int(round(start_s * rate))
+        last = self.total_frames if end_s is None else int(round(end_s * rate))
+        if last <= first:
+            return
+        block_frames = max(1, int(round(block_s * rate)))
+        primed = max(0, first - int(round(PRIME_S * rate)))
+        mix_channels = 2 if self.music is not None else 1
+        limiter = Limiter(rate, mix_channels, self.ceiling_dbtp)
+        gain = 10 ** (self.gain_db / 20)
+        ceiling = limiter.ceiling
+        # Input runs past `last` by the limiter's delay so what is yielded saw its look-ahead.
+        input_last = min(self.total_frames, last + limiter.delay_frames)
+        out_pos = primed  # session frame of the next limiter output frame
+
+        def mixed() -> Iterator[tuple[np.ndarray, float | None]]:
+            voice = render_mono(self.timeline, self.clip_for, rate, block_frames, primed, input_last)
+            if self.music is None:
+                for block, bound in voice:
+                    yield (block * np.float32(gain))[:, None], None if bound is None else bound * gain
+                return
+            music = self.music.blocks(primed, input_last, block_frames)
+            for (block, bound), bed in zip(voice, music):
+                mix = bed + block[:, None]
+                yield mix * np.float32(gain), None
+
+        def spread(out: np.ndarray) -> np.ndarray:
+            return np.repeat(out, self.channels, axis=1) if out.shape[1] != self.channels else out
+
+        def take(out: np.ndarray) -> np.ndarray | None:
+            nonlocal out_pos
+            a, b = out_pos, out_pos + len(out)
+            out_pos = b
+            lo, hi = max(a, first), min(b, last)
+            if lo >= hi:
+                return None
+            return spread(out[lo - a : hi - a])
+
+        for block, bound in mixed():
+            if bound is None or bound > ceiling:
+                self.limited_frames += len(block)
+            out = limiter.process(block, bound)
+            self.peak_bound = max(self.peak_bound, min(ceiling, bound) if bound is not None else ceiling)
+            piece = take(out)
+            if piece is not None:
+                yield piece
+            if out_pos >= last:
+                return
+        tail = limiter.flush()
+        piece = take(tail)
+        if piece is not None:
+            yield piece
+        if out_pos < last:  # past the session's end: silence
+            yield np.zeros((last - max(out_pos, first), self.channels), dtype=np.float32)
+
+    def one_off(self, clip: Clip) -> np.ndarray:
+        """A clip heard outside the session ("Paused.", a repeated cue), mastered like the session: mono."""
+        samples = resample(clip.samples, clip.sample_rate_hz, self.sample_rate_hz) * np.float32(10 ** (self.gain_db / 20))
+        limiter = Limiter(self.sample_rate_hz, 1, self.ceiling_dbtp)
+        out = [limiter.process(samples[:, None]), limiter.flush()]
+        return np.concatenate(out)[:, 0].astype(np.float32)
+
+    @property
+    def peak_bound_dbtp(self) -> float:
+        return 20 * math.log10(self.peak_bound) if self.peak_bound > 0 else -math.inf

@@ -1,0 +1,147 @@
+"""A prepared session, coached live: the player on the speaker, the history kept up to date.
+
+    PreparedSession ──master──> Player ──> speaker        commands ──> inbox ──> Player
+                                  └──status──> history, status line, media controls
+
+``coach play`` parses its options and builds the terminal parts (keys, status
+line); everything else about playing a session lives here, so that any front end
+plays it the same way: where to start, the early start's hand-over from the
+introduction to the whole session, and what the history records on every ending.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from coach.errors import AudioDeviceError, Interrupted
+from coach.player import Command, Inbox, MonotonicClock, Player, PlayerOptions, Status
+from coach.session import PreparedSession, body_start
+from coach.session_map import SessionMap
+
+HISTORY_EVERY_S = 5.0
+"""How often the position of a playing session is saved (also at every step and pause)."""
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How a live session ended (when it did not raise)."""
+
+    finished: bool
+    position_s: float
+    where: str
+    """The position in words ("Bird-Dog, set 2 of 3 (12:03)")."""
+    duration_s: float
+
+
+def start_position(session: PreparedSession, start_from: str | None, record: Any) -> float:
+    """Where to start: ``--from`` (exercise or M:SS), the resumed step's start, or the beginning."""
+    smap = SessionMap(session.timeline)
+    if start_from is not None:
+        return smap.resolve_from(start_from)
+    if record is not None:
+        return smap.step_at(record.position_s).start_s
+    return 0.0
+
+
+def coach_live(session: PreparedSession, sink: Any, inbox: Inbox, *, held: Any = None, history: Any = None,
+               record: Any = None, start_s: float = 0.0, on_status: Callable[[Status], None] | None = None,
+               on_rest: Callable[[], None] | None = None) -> Ending:
+    """Play ``session`` from ``start_s`` on ``sink`` until it ends or is quit; keep the history.
+
+    ``held``: the device kept awake with silence while preparing, handed over here.
+    ``on_rest``: called when the intro of an early start is over and the rest is not ready.
+    Raises Interrupted and AudioDeviceError, each with where it stopped; the history
+    records every ending.
+    """
+    timeline = session.timeline
+    smap = SessionMap(timeline)
+    session.warm(start_s)
+    saver = PositionSaver(history, None)
+    if history is not None:
+        step = smap.step_at(start_s).label
+        if record is not None:
+            saver.session_id = record.id
+            history.reopen(record.id, duration_s=timeline.duration_s, position_s=start_s, step=step)
+        else:
+            saver.session_id = history.start(routine=session.name, source=session.source, level=session.level,
+                                             settings=session.settings(), duration_s=session.duration_s,
+                                             position_s=start_s, step=step)
+    clock = MonotonicClock()
+
+    def status(st: Status) -> None:
+        if st.duration_s < session.duration_s:  # the intro of an early start: count the whole session
+            st = replace(st, duration_s=session.duration_s)
+        if on_status is not None:
+            on_status(st)
+        saver(st)
+
+    def player_for(tl: Any) -> Player:
+        master = session.master(tl, sample_rate_hz=44100, channels=sink.channels)
+        return Player(tl, master, sink, clock, inbox, say=session.voice.clip, on_status=status,
+                      options=PlayerOptions(max_stream_s=sink.max_stream_s))
+
+    try:
+        awake = False
+        if held is not None:
+            # The held device hands over to the session: if it is still playing, it is awake. Waiting
+            # for it to let go keeps a device that neither mixes nor refuses from interleaving the two.
+            awake = held.is_playing()
+            held.stop()
+            held.wait_done(0.3)
+        outcome = player_for(timeline).run(start_s, device_awake=awake)
+        if outcome.finished and session.rest is not None:
+            # Only the introduction was ready: carry on with the whole session, planned meanwhile.
+            if not session.rest.done() and on_rest is not None:
+                on_rest()
+            timeline = session.rest.result()
+            session.duration_s = timeline.duration_s
+            smap = SessionMap(timeline)
+            body_s = body_start(timeline)
+            if history is not None and saver.session_id is not None:
+                history.reopen(saver.session_id, duration_s=timeline.duration_s, position_s=body_s,
+                               step=smap.step_at(body_s).label)
+            outcome = player_for(timeline).run(body_s, device_awake=True)
+    except (Interrupted, AudioDeviceError) as exc:
+        position = getattr(exc, "position_s", 0.0)
+        saver.end(position, smap.step_at(position).label,
+                  "interrupted" if isinstance(exc, Interrupted) else "device-error")
+        if isinstance(exc, AudioDeviceError):
+            err = AudioDeviceError(f"{exc.message} at {smap.describe(position)}", hint=exc.hint)
+            err.position_s = position  # type: ignore[attr-defined]
+            raise err from None
+        raise
+    step = smap.step_at(outcome.position_s).label
+    if outcome.finished:
+        saver.end(timeline.duration_s, step, "finished")
+        return Ending(True, timeline.duration_s, smap.describe(timeline.duration_s), timeline.duration_s)
+    saver.end(outcome.position_s, step, "quit")
+    return Ending(False, outcome.position_s, smap.describe(outcome.position_s), timeline.duration_s)
+
+
+class PositionSaver:
+    """Writes the position to the history at each step, pause and every few seconds."""
+
+    def __init__(self, history: Any, session_id: int | None) -> None:
+        self.history = history
+        self.session_id = session_id
+        self._last_s = 0.0
+        self._last_step: str | None = None
+
+    def __call__(self, st: Status) -> None:
+        if self.history is None or self.session_id is None:
+            return
+        now = time.monotonic()
+        label = st.step.label
+        if st.event != "tick" or label != self._last_step or now - self._last_s >= HISTORY_EVERY_S:
+            self.history.update(self.session_id, position_s=st.position_s, step=label)
+            self._last_s, self._last_step = now, label
+
+    def end(self, position_s: float, step: str, outcome: str) -> None:
+        if self.history is not None and self.session_id is not None:
+            self.history.end(self.session_id, position_s=position_s, step=step, outcome=outcome)
+
+
+__all__ = ["Command", "Ending", "PositionSaver", "coach_live", "start_position"]

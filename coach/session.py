@@ -1,0 +1,426 @@
+"""The session engine: a routine or a cue script, with its settings and voice, ready to play or export.
+
+    routine file ──load──> Routine ──plan (measured in the voice)──> Timeline ─┐
+    cue script ──read────────────────────────────────────────────> Timeline ─┤
+                                                       voice + sounds ──> CueClips ──> Master
+
+``prepare_session`` does everything `coach play` and `coach export` share: load,
+open the voice, plan with every plan setting, warm the clip cache, and (for
+play) start with the introduction while the rest is planned. Both then pull
+their audio from ``PreparedSession.master``: one mix, one gain, one limiter.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+from coach.audio.clip import Clip
+from coach.errors import UsageError
+from coach.timeline import Cue, Timeline, VoiceSpec
+
+if TYPE_CHECKING:
+    from coach.audio.level import ClipLevel
+    from coach.audio.master import Master, MusicSource
+    from coach.model import Routine
+    from coach.planner import PlanSettings
+    from coach.voice import Voice
+
+Progress = Callable[[int, int], None]
+SCRIPT_SUFFIXES = (".vtt", ".srt")
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    """What a person chooses about a session: the plan settings and the voice (None: the routine's)."""
+
+    level: str = "standard"
+    rest_scale: float = 1.0
+    pace: float = 1.0
+    verbosity: str = "full"
+    countdown_s: int = 3
+    start_at: str | None = None
+    """Plan from this exercise (id, name or number); the ones before it are left out."""
+    engine: str | None = None
+    voice: str | None = None
+    rate_wpm: int | None = None
+    volume: float | None = None
+    use_cache: bool = True
+
+    def plan_settings(self, voice: VoiceSpec) -> PlanSettings:
+        from coach.planner import PlanSettings
+
+        return PlanSettings(level=self.level, rest_scale=self.rest_scale, pace=self.pace,
+                            verbosity=self.verbosity, countdown_s=self.countdown_s,
+                            start_at=self.start_at, voice=voice)
+
+    def plan_changes(self) -> list[str]:
+        """The plan options set away from their defaults (a cue script is already planned)."""
+        default = SessionOptions()
+        names = {"rest_scale": "--rest-scale", "pace": "--pace", "verbosity": "--verbosity",
+                 "countdown_s": "--countdown", "start_at": "--from"}
+        return [flag for field, flag in names.items() if getattr(self, field) != getattr(default, field)]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The options as the session history stores them (``from_dict`` reads them back)."""
+        return {"level": self.level, "rest_scale": self.rest_scale, "pace": self.pace,
+                "verbosity": self.verbosity, "countdown_s": self.countdown_s, "start_at": self.start_at}
+
+    def with_recorded(self, recorded: Mapping[str, Any]) -> SessionOptions:
+        """These options, with what a recorded session used wherever these are at their default."""
+        default = SessionOptions()
+        changes = {}
+        for key in ("rest_scale", "pace", "verbosity", "countdown_s", "start_at"):
+            if key in recorded and getattr(self, key) == getattr(default, key):
+                changes[key] = recorded[key]
+        engine_keys = {"engine": "engine", "voice": "voice", "rate_wpm": "rate_wpm", "volume": "volume"}
+        for mine, theirs in engine_keys.items():
+            if getattr(self, mine) is None and recorded.get(theirs) is not None:
+                changes[mine] = recorded[theirs]
+        return replace(self, **changes)
+
+
+class CueClips:
+    """The clip of every cue: speech from the voice (normalized when made), sounds balanced once.
+
+    A timeline's own sounds (``Timeline.sounds``: a routine's ``sounds:``, or a cue
+    script's) replace the built-in earcons.
+    """
+
+    def __init__(self, voice: Voice, sounds: Mapping[str, str] | None = None) -> None:
+        self.voice = voice
+        self.sounds = dict(sounds or {})
+        self._sounds: dict[str, Clip] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, cue: Cue) -> Clip:
+        if cue.kind == "speech":
+            return self.voice.clip(cue.text or "")
+        return self.sound(cue.sound or "")
+
+    def sound(self, name: str) -> Clip:
+        with self._lock:
+            clip = self._sounds.get(name)
+        if clip is None:
+            from coach.audio.earcons import load_sound
+            from coach.audio.level import balance_earcon
+
+            clip = balance_earcon(load_sound(name, self.sounds))
+            with self._lock:
+                self._sounds[name] = clip
+        return clip
+
+    def level(self, cue: Cue) -> ClipLevel | None:
+        """The cue's clip level without reading its audio when the cache has it."""
+        if cue.kind == "speech":
+            return self.voice.level(cue.text or "")
+        return self.sound(cue.sound or "").level
+
+
+class PreparedSession:
+    """A timeline ready to play or export, with its voice and sounds."""
+
+    def __init__(self, timeline: Timeline, voice: Voice, source: str, name: str, options: SessionOptions,
+                 rest: Future[Timeline] | None = None, expected_duration_s: float | None = None) -> None:
+        self.timeline = timeline
+        self.voice = voice
+        self.source = source
+        self.name = name
+        self.options = options
+        self.level = timeline.level
+        self.clips = CueClips(voice, timeline.sounds)
+        self.rest = rest
+        """With an early start: the whole session's Timeline, being planned while the intro plays."""
+        self.duration_s = expected_duration_s or timeline.duration_s
+        """The session's length (with an early start: the estimate until the whole plan is ready)."""
+
+    def clip_for(self, cue: Cue) -> Clip:
+        return self.clips(cue)
+
+    def master(self, timeline: Timeline | None = None, *, sample_rate_hz: int = 44100, channels: int = 2,
+               ceiling_dbtp: float | None = None, music: MusicSource | None = None) -> Master:
+        """The one mix of ``timeline`` (default: this session's) for a player or a file."""
+        from coach.audio.master import CEILING_DBTP, Master
+
+        return Master(timeline or self.timeline, self.clips, level_for=self.clips.level,
+                      sample_rate_hz=sample_rate_hz, channels=channels,
+                      ceiling_dbtp=CEILING_DBTP["play"] if ceiling_dbtp is None else ceiling_dbtp, music=music)
+
+    def settings(self) -> dict[str, Any]:
+        """What the history records to play this session again the same way."""
+        spec = self.voice.spec
+        return {"engine": spec.engine, "voice": spec.voice, "rate_wpm": spec.rate_wpm, "volume": spec.volume,
+                **self.options.to_dict()}
+
+    def warm(self, start_s: float) -> None:
+        """Synthesize what is not ready yet in the background, in time order from ``start_s``.
+
+        The player asks for clips as it renders; a clip not ready by then is
+        synthesized on the spot, so a failure here shows up there too.
+        """
+        texts = [c.text for c in sorted(self.timeline.cues, key=lambda c: c.start_s)
+                 if c.kind == "speech" and c.text and c.end_s >= start_s]
+
+        def work() -> None:
+            try:
+                self.voice.prefetch(texts)
+            except Exception:  # noqa: BLE001 - reported when the clip is needed
+                pass
+
+        threading.Thread(target=work, name="coach-warm", daemon=True).start()
+
+    def close(self) -> None:
+        self.voice.close()
+
+
+# -- preparing --------------------------------------------------------------------
+
+
+def source_of(ref: str) -> str:
+    """What to store in the history to load ``ref`` again from anywhere: a name or an absolute path."""
+    from coach.loader import resolve
+
+    where = resolve(ref)
+    return str(Path(where).resolve()) if isinstance(where, Path) else where
+
+
+def is_script(ref: str) -> bool:
+    """Whether ``ref`` names a cue script (from `coach plan`) rather than a routine."""
+    path = Path(ref)
+    suffix = path.suffix.lower()
+    if suffix in SCRIPT_SUFFIXES:
+        return True
+    if suffix == ".json" and path.is_file():
+        try:
+            with path.open("rb") as f:
+                head = json.loads(f.read(2_000_000) or b"null")
+        except (OSError, ValueError, RecursionError):
+            return False  # let the routine loader report it with a location
+        return isinstance(head, dict) and "cues" in head and "exercises" not in head
+    return False
+
+
+def prepare_session(ref: str, options: SessionOptions = SessionOptions(), *,
+                    progress: Progress | None = None, early_start: bool = False) -> PreparedSession:
+    """Load ``ref`` and plan it (a routine) or read it (a cue script), with its voice open.
+
+    ``progress(done, total)`` follows the synthesis of the routine's cues.
+    ``early_start``: when the introduction's speech is not in the clip cache yet, plan
+    only the introduction now and the rest in the background (``PreparedSession.rest``),
+    so that playing can start at once.
+    """
+    from coach.voice import open_voice
+
+    if is_script(ref):
+        from coach.cuescript import read_script
+
+        changed = options.plan_changes()
+        if changed:
+            raise UsageError(f"{', '.join(changed)}: a cue script is already planned; plan options apply to routines",
+                             hint="plan the routine again with `coach plan ... --format json`")
+        timeline = read_script(ref)
+        base = timeline.voice
+        spec = VoiceSpec(engine=options.engine or base.engine, voice=options.voice or base.voice,
+                         rate_wpm=options.rate_wpm if options.rate_wpm is not None else base.rate_wpm,
+                         volume=options.volume if options.volume is not None else base.volume)
+        voice = open_voice(spec, use_cache=options.use_cache)
+        return PreparedSession(timeline, voice, source_of(ref), timeline.routine or Path(ref).stem, options)
+
+    from coach.loader import load_routine
+
+    routine = load_routine(ref)
+    spec = voice_spec(routine, engine=options.engine, voice=options.voice, rate=options.rate_wpm,
+                      volume=options.volume)
+    voice = open_voice(spec, use_cache=options.use_cache)
+    try:
+        settings = options.plan_settings(voice.spec)
+        sounds = routine_sound_files(routine, ref)
+        lengths = sound_lengths(sounds)
+        if early_start and voice.spec.engine != "estimate":
+            early = _plan_intro_first(routine, settings, voice, lengths)
+            if early is not None:
+                intro, rest, expected_s = early
+                intro = replace(intro, sounds=sounds)
+                return PreparedSession(intro, voice, source_of(ref), routine.name, options,
+                                       rest=_with_sounds(rest, sounds), expected_duration_s=expected_s)
+        timeline = plan_measured(routine, settings, voice, sound_lengths_s=lengths, progress=progress)
+    except BaseException:
+        voice.close()
+        raise
+    return PreparedSession(replace(timeline, sounds=sounds), voice, source_of(ref), routine.name, options)
+
+
+def _with_sounds(rest: Future[Timeline], sounds: dict[str, str]) -> Future[Timeline]:
+    out: Future[Timeline] = Future()
+
+    def done(f: Future[Timeline]) -> None:
+        try:
+            out.set_result(replace(f.result(), sounds=sounds))
+        except BaseException as exc:  # noqa: BLE001 - handed to the player's thread
+            out.set_exception(exc)
+
+    rest.add_done_callback(done)
+    return out
+
+
+def voice_spec(routine: Routine, *, engine: str | None = None, voice: str | None = None, rate: int | None = None,
+               volume: float | None = None) -> VoiceSpec:
+    """The voice to plan with: the routine's defaults, each overridden by the command line."""
+    base = VoiceSpec()
+    defaults = routine.voice
+    return VoiceSpec(
+        engine=engine or defaults.engine or base.engine,
+        voice=voice or defaults.voice or base.voice,
+        rate_wpm=rate if rate is not None else (defaults.rate_wpm or base.rate_wpm),
+        volume=volume if volume is not None else (defaults.volume or base.volume),
+    )
+
+
+def plan_with_voice(routine: Routine, settings: PlanSettings, *,
+                    sound_lengths_s: dict[str, float] | None = None, use_cache: bool = True) -> Timeline:
+    """Open the settings' voice, plan with it (see ``plan_measured``) and close it."""
+    from coach.voice import open_voice
+
+    voice = open_voice(settings.voice, use_cache=use_cache)
+    try:
+        return plan_measured(routine, settings, voice, sound_lengths_s=sound_lengths_s)
+    finally:
+        voice.close()
+
+
+def plan_measured(routine: Routine, settings: PlanSettings, voice: Voice, *,
+                  sound_lengths_s: dict[str, float] | None = None, progress: Progress | None = None) -> Timeline:
+    """Plan with cue lengths measured in ``voice`` (the very clips later rendered); the voice stays open.
+
+    With a real engine, a first plan from the estimate lists the texts, which
+    are then synthesized in parallel; the real plan mostly finds them ready.
+    """
+    from coach.planner import plan
+    from coach.voice import estimate_speech_s
+
+    settings = replace(settings, voice=voice.spec)  # the voice as resolved, e.g. en-us -> gmw/en-us
+    if voice.spec.engine != "estimate":
+        texts: list[str] = []
+
+        def listing(text: str) -> float:
+            texts.append(text)
+            return estimate_speech_s(text, voice.spec.rate_wpm)
+
+        plan(routine, settings, listing, sound_lengths_s=sound_lengths_s)
+        voice.prefetch(texts, progress=progress)
+    return plan(routine, settings, voice.measure_s, sound_lengths_s=sound_lengths_s)
+
+
+def routine_sound_files(routine: Routine, ref: str) -> dict[str, str]:
+    """The routine's own sounds as absolute paths (relative ones are read from the routine's folder)."""
+    if not routine.sounds:
+        return {}
+    from coach.loader import resolve, user_routine_dir
+
+    where = resolve(ref)
+    base_dir = where.parent if isinstance(where, Path) else user_routine_dir()
+    out = {}
+    for name, file in routine.sounds.items():
+        path = Path(file).expanduser()
+        out[name] = str((path if path.is_absolute() else base_dir / path).resolve())
+    return out
+
+
+def sound_lengths(sounds: Mapping[str, str]) -> dict[str, float] | None:
+    """Lengths of a routine's own sounds, for the planner (None: the built-in earcons)."""
+    if not sounds:
+        return None
+    from coach.audio.earcons import load_sound
+
+    return {name: load_sound(name, sounds).duration_s for name in sounds}
+
+
+def body_start(timeline: Timeline) -> float:
+    """Where the first exercise starts (the end of the introduction)."""
+    return next((c.start_s for c in timeline.chapters if c.exercise is not None), timeline.duration_s)
+
+
+def _plan_intro_first(routine: Routine, settings: PlanSettings, voice: Voice,
+                      lengths: dict[str, float] | None) -> tuple[Timeline, Future[Timeline], float] | None:
+    """The introduction, planned with real speech now, and the whole session planned in the background.
+
+    The intro announces the session's length; fixing that number (from the estimate,
+    corrected by how this voice's intro compares with it) makes the intro depend only
+    on its own texts, so the full plan made later starts with exactly the same intro.
+    None when the intro's clips were all in the cache: a sign that the rest is too, and
+    planning everything now costs only a few tenths of a second.
+    """
+    from coach.planner import plan
+    from coach.voice import estimate_speech_s
+
+    rate = voice.spec.rate_wpm
+
+    def estimate(text: str) -> float:
+        return estimate_speech_s(text, rate)
+
+    rough = plan(routine, settings, estimate, sound_lengths_s=lengths)
+    boundary = body_start(rough)
+    intro_texts = [c.text for c in rough.cues if c.kind == "speech" and c.text and c.start_s < boundary]
+    synthesized = voice.synthesized
+    voice.prefetch(intro_texts)
+    if voice.synthesized == synthesized:
+        return None
+    real = sum(voice.measure_s(t) for t in intro_texts)
+    guessed = sum(estimate(t) for t in intro_texts) or 1.0
+    ratio = real / guessed if real > 0 else 1.0
+    fixed = replace(settings, session_minutes=max(1, round(rough.duration_s * ratio / 60)))
+    known = set(intro_texts)
+    provisional = plan(routine, fixed, lambda t: voice.measure_s(t) if t in known else estimate(t) * ratio,
+                       sound_lengths_s=lengths)
+    end = body_start(provisional)
+    intro = Timeline(
+        routine=provisional.routine, title=provisional.title, level=provisional.level, voice=provisional.voice,
+        duration_s=end, chapters=tuple(c for c in provisional.chapters if c.start_s < end),
+        cues=tuple(c for c in provisional.cues if c.start_s < end),
+    )
+    rest: Future[Timeline] = Future()
+
+    def work() -> None:
+        try:
+            rest.set_result(plan_measured(routine, fixed, voice, sound_lengths_s=lengths))
+        except BaseException as exc:  # noqa: BLE001 - handed to the player's thread
+            rest.set_exception(exc)
+
+    threading.Thread(target=work, name="coach-plan-rest", daemon=True).start()
+    return intro, rest, provisional.duration_s
+
+
+def warm_up(engine: str | None) -> threading.Thread:
+    """Start what the first sound needs while the routine loads: the speech engine and the resampler.
+
+    Opening a voice validates it against the engine's voice list, which costs a
+    worker process start (~0.2 s); the list is kept for the process and the worker
+    is reused for synthesis. The resampler's first use costs ~0.5 s (imports).
+    Failures are left for open_voice to report. Join the thread before opening the voice.
+    """
+
+    def rendering() -> None:
+        import numpy as np
+
+        from coach.audio.render import resample
+
+        resample(np.zeros(4, np.float32), 22050, 44100)
+
+    def voices() -> None:
+        if engine == "estimate":
+            return
+        from coach.voice import list_voices
+
+        try:
+            list_voices("pyttsx3")
+        except Exception:  # noqa: BLE001 - open_voice reports it properly
+            pass
+
+    threading.Thread(target=rendering, name="coach-warm-up", daemon=True).start()
+    thread = threading.Thread(target=voices, name="coach-voices", daemon=True)
+    thread.start()
+    return thread

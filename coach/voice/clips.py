@@ -13,6 +13,7 @@ planner times the same clip that is later rendered.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import OrderedDict
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
@@ -209,7 +210,9 @@ class Voice:
             self.synthesized += 1
         if not self.engine.exact:
             return raw
-        clip = normalize_speech(trim_silence(raw, self.trim))
+        # --volume keeps its meaning after normalization: the speech sits that much lower (against
+        # earcons and music; the master then brings the whole session to its target).
+        clip = normalize_speech(trim_silence(raw, self.trim), SPEECH_LUFS + 20 * math.log10(self.spec.volume))
         if self.cache is not None:
             self.cache.put(self.key_for(spoken), clip)
         return clip

@@ -1,0 +1,96 @@
+"""`coach play` sounds exactly like `coach export`: the same master, captured from a real-time device.
+
+A cue script of over a minute, with real speech, built-in earcons and a sound file
+of its own, is played into the pacing capture device (scripts/alsa-pacer) and
+exported to a WAV; what the device received must be the WAV, sample for sample.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyloudnorm
+import pytest
+import soundfile
+
+from coach.audio.loudness import true_peak_dbtp
+
+from test_play_real import RATE, cache_dir, coach, device, env  # noqa: F401 - fixtures
+
+pytestmark = pytest.mark.slow
+
+TEXTS = ["Welcome to the check.", "Lie on your right side.", "Reach up with your top arm.",
+         "Three.", "Two.", "One.", "Hold it there.", "Ten seconds left.", "And release.",
+         "Rest for twenty seconds.", "Next up: the bird dog.", "Well done."]
+
+
+def script(bell: str) -> dict:
+    """About 66 s: speech every 4 s, a countdown on whole seconds, ticks, the script's own start sound."""
+    cues = []
+    t = 0.0
+    for i, text in enumerate(TEXTS):
+        cues.append({"start_s": round(t, 3), "end_s": round(t + 2.5, 3), "kind": "speech", "text": text,
+                     "phase": "work" if i > 2 else "intro"})
+        if text == "One.":
+            cues.append({"start_s": round(t + 1.0, 3), "end_s": round(t + 1.5, 3), "kind": "sound",
+                         "sound": "start", "phase": "work"})
+        cues.append({"start_s": round(t + 3.0, 3), "end_s": round(t + 3.1, 3), "kind": "sound", "sound": "tick",
+                     "phase": "work"})
+        t += 5.5
+    cues.append({"start_s": round(t, 3), "end_s": round(t + 0.58, 3), "kind": "sound", "sound": "finish",
+                 "phase": "outro"})
+    return {
+        "routine": "match", "title": "Match", "level": "standard", "duration_s": round(t + 1.0, 3),
+        "voice": {"engine": "pyttsx3", "voice": "en-us", "rate_wpm": 170, "volume": 1.0},
+        "sounds": {"start": bell},
+        "chapters": [{"start_s": 0.0, "title": "Introduction"}, {"start_s": 16.5, "title": "Work", "exercise": "w"}],
+        "cues": cues,
+    }
+
+
+def write_bell(path) -> None:
+    """A loud two-tone bell (louder than speech: the master must balance it down)."""
+    t = np.arange(int(0.5 * 48000)) / 48000
+    bell = 0.95 * np.exp(-6 * t) * (np.sin(2 * np.pi * 880 * t) + 0.5 * np.sin(2 * np.pi * 1320 * t)) / 1.5
+    soundfile.write(path, bell.astype(np.float32), 48000, subtype="FLOAT")
+
+
+def test_play_captured_from_the_device_equals_the_export_of_the_same_script(device, env, tmp_path):  # noqa: F811
+    write_bell(tmp_path / "bell.wav")
+    path = tmp_path / "match.json"
+    path.write_text(json.dumps(script("bell.wav")))  # relative: read from the script's folder
+
+    exported = coach("export", str(path), "-o", str(tmp_path / "match.wav"), "--quiet", env=env, timeout_s=300)
+    assert exported.returncode == 0, exported.stderr
+    wav, rate = soundfile.read(tmp_path / "match.wav", dtype="int16")
+    assert rate == RATE and wav.shape[1] == 2
+
+    played = coach("play", str(path), "--quiet", env=env, timeout_s=300)
+    assert played.returncode == 0, played.stderr
+    assert "Traceback" not in played.stderr
+
+    # On a busy machine the pacer may see a pause in the stream and start a new segment: joined,
+    # they are what the player wrote.
+    heard = np.concatenate([c.frames for c in device.captures()])
+    # The session starts with speech at 0: align on the first sample that is not silence.
+    first_heard = int(np.flatnonzero(np.any(heard != 0, axis=1))[0])
+    first_wav = int(np.flatnonzero(np.any(wav != 0, axis=1))[0])
+    start = first_heard - first_wav
+    assert start >= 0
+    session = heard[start : start + len(wav)]
+    assert len(session) == len(wav), "the whole session reached the device"
+    diff = np.abs(session.astype(np.int32) - wav.astype(np.int32))
+    assert diff.max() <= 1, f"{np.count_nonzero(diff > 1)} samples differ by more than 1 LSB"
+    assert not np.any(heard[start + len(wav) :]), "nothing after the session"
+
+    # The script's own bell was used (not the built-in start sound), balanced under the speech.
+    bell_at = int(round((TEXTS.index("One.") * 5.5 + 1.0) * RATE))
+    bell = wav[bell_at : bell_at + int(0.3 * RATE)].astype(np.float64) / 32768
+    spectrum = np.abs(np.fft.rfft(bell[:, 0]))
+    assert abs(np.argmax(spectrum) * RATE / len(bell) - 880) < 20
+
+    for audio in (wav, session):
+        x = audio.astype(np.float64) / 32768
+        assert abs(pyloudnorm.Meter(RATE).integrated_loudness(x) - -16.0) <= 0.5
+        assert true_peak_dbtp(x) <= -1.0

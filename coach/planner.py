@@ -528,3 +528,30 @@ def _assemble(routine: Routine, settings: PlanSettings, parts: list[tuple[Builde
     return Timeline(routine=routine.name, title=routine.title, level=settings.level, voice=settings.voice,
                     duration_s=max(c.end_s for c in cues), chapters=tuple(chapters), cues=tuple(cues),
                     dropped=tuple(dropped))
+
+
+def room_warnings(routine: Routine, meter: Meter, *, pace: float = 1.0) -> list[str]:
+    """What ``coach validate`` warns about: exercises whose own dose leaves no room for a cue, per level.
+
+    Planned with ``meter`` (the routine's voice estimate); a planner that had to leave a
+    cue out (a movement cue in a tempo too quick for it, a rest too short for its words)
+    reports it in ``Timeline.dropped``, and this names the exercise.
+    """
+    out = []
+    for level in LEVELS:
+        timeline = plan(routine, PlanSettings(level=level, pace=pace), meter)
+        names = {}
+        for ex in routine.exercises:
+            names[ex.key] = ex.at_level(level).name
+            finisher = ex.finisher_at(level)
+            if finisher is not None:
+                names[finisher.key] = finisher.name
+        by_exercise: dict[str, list[str]] = {}
+        for d in timeline.dropped:
+            if d.get("exercise"):
+                by_exercise.setdefault(d["exercise"], []).append(d["text"])
+        for key, texts in by_exercise.items():
+            shown = ", ".join(repr(t) for t in list(dict.fromkeys(texts))[:3])
+            out.append(f"{names.get(key, key)} ({level}): {len(texts)} cue(s) do not fit ({shown}); give its "
+                       "movements or rests more seconds")
+    return out

@@ -48,6 +48,8 @@ WARN_AHEAD_MS = 2000
 SKIP_PAUSE_MS = 6000
 """Silence after a warning that tells how to skip an exercise: time to reach for the key or the headphones."""
 SKIP_HOW = "press n, or the next button on your headphones"
+SKIP_WORDS = "skip this exercise"
+"""In a warning, these words offer to skip the exercise: "next" then goes to the next exercise."""
 BRIEF_NOTICE = ("You have finished this session before, so this is the brief version: reminders instead of the "
                 "full steps, and every safety tip. For the full version, play it with verbosity full.")
 
@@ -293,7 +295,7 @@ class _Session:
             b.say(f"An optional finisher: {ex.name}.", "instruction", meta)
         else:
             b.say(f"Exercise {number} of {len(self.routine.exercises)}: {ex.name}.", "instruction", meta)
-        skip = f"skip this exercise: {self.s.skip_how}."
+        skip = f"{SKIP_WORDS}: {self.s.skip_how}."
         if ex.prerequisites:  # first, so that skipping it saves the whole briefing
             b.say(f"A word of caution. {ex.prerequisites} If that is not you, {skip}", "instruction", meta,
                   gap=SKIP_PAUSE_MS)

@@ -400,3 +400,16 @@ def test_a_routine_with_longer_sounds_gets_room_for_them(lower_back):
         assert start.end_s - start.start_s == pytest.approx(1.0)
         after = next(c for c in t.cues if c.start_s > start.start_s)
         assert after.start_s >= start.end_s
+
+
+def test_next_after_a_skip_warning_skips_the_whole_exercise(lower_back):
+    from coach.session_map import SessionMap
+
+    t = planned(lower_back)
+    smap = SessionMap(t)
+    warning = next(c for c in t.speech if c.exercise == "good-morning" and "press n" in c.text)
+    child = next(ch for ch in t.chapters if ch.exercise == "childs-pose")
+    assert smap.next_start(warning.end_s + 1) == child.start_s
+    bird = next(ch for ch in t.chapters if ch.exercise == "bird-dog")
+    assert smap.next_start(bird.start_s + 1) == smap.steps[smap.step_index(bird.start_s) + 1].start_s, \
+        "without a warning, next goes to the next step as before"

@@ -45,6 +45,9 @@ def play_cmd(
         None, "--from", help="Start at an exercise (id, name or number) or a time (M:SS)."),
     resume: bool = typer.Option(
         False, "--resume", help="Continue the last unfinished session from the start of its step."),
+    verbosity: Optional[str] = typer.Option(
+        None, "--verbosity", help="full, or brief (reminders for steps, no background). "
+        "Default: brief once you have finished this routine before, else full."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No status line on stderr."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Synthesize speech again instead of using the clip cache."),
 ) -> None:
@@ -66,7 +69,12 @@ def play_cmd(
         engine, voice = engine or settings.get("engine"), voice or settings.get("voice")
         rate = rate if rate is not None else settings.get("rate_wpm")
         volume = volume if volume is not None else settings.get("volume")
+        verbosity = verbosity or settings.get("verbosity")
     ref = routine or "lower-back"
+    # Issue 12: a returning listener gets the brief version (one decision, in coach.history).
+    from coach.history import default_verbosity
+    verbosity, returning = default_verbosity(history, _source_of(ref), verbosity) if not _is_script(ref) \
+        else ("full", False)
 
     sink = SimpleaudioSink()
     # Fail before planning when there is no device, and keep it awake (Bluetooth) until the session starts.
@@ -81,7 +89,8 @@ def play_cmd(
         try:
             session = prepare_session(ref, level or "standard", engine=engine, voice=voice, rate=rate,
                                       volume=volume, use_cache=not no_cache, progress=progress,
-                                      early_start=start_from is None and record is None)
+                                      early_start=start_from is None and record is None,
+                                      verbosity=verbosity, returning=returning)
         finally:
             if synthesizing:
                 synthesizing.close()
@@ -151,6 +160,8 @@ class PreparedSession:
         self.duration_s = expected_duration_s or timeline.duration_s
         """The session's length (with an early start: the estimate until the whole plan is ready)."""
         self._sound_clips: dict[str, Any] = {}
+        self.verbosity = "full"
+        """The plan's verbosity, stored in the history so that --resume plans the same session."""
 
     def clip_for(self, cue: Any) -> Any:
         if cue.kind == "speech":
@@ -164,7 +175,8 @@ class PreparedSession:
 
     def settings(self) -> dict[str, Any]:
         spec = self.voice.spec
-        return {"engine": spec.engine, "voice": spec.voice, "rate_wpm": spec.rate_wpm, "volume": spec.volume}
+        return {"engine": spec.engine, "voice": spec.voice, "rate_wpm": spec.rate_wpm, "volume": spec.volume,
+                "verbosity": self.verbosity}
 
     def warm(self, start_s: float) -> None:
         """Synthesize what is not ready yet in the background, in time order from ``start_s``.
@@ -213,7 +225,7 @@ def _is_script(ref: str) -> bool:
 def prepare_session(ref: str, level: str, *, engine: str | None, voice: str | None, rate: int | None,
              volume: float | None, use_cache: bool,
              progress: Callable[[int, int], None] | None = None,
-             early_start: bool = False) -> PreparedSession:
+             early_start: bool = False, verbosity: str = "full", returning: bool = False) -> PreparedSession:
     """Load ``ref`` and plan it (a routine) or read it (a cue script), with its voice open.
 
     ``progress(done, total)`` follows the synthesis of the routine's cues (Piper takes seconds).
@@ -243,7 +255,7 @@ def prepare_session(ref: str, level: str, *, engine: str | None, voice: str | No
     spec = voice_spec(routine, engine=engine, voice=voice, rate=rate, volume=volume)
     opened = open_voice(spec, use_cache=use_cache)
     try:
-        settings = PlanSettings(level=level, voice=opened.spec)
+        settings = PlanSettings(level=level, voice=opened.spec, verbosity=verbosity, returning=returning)
         sound_lengths = routine_sound_lengths(routine, ref)
         if early_start and opened.spec.engine != "estimate":
             early = _plan_intro_first(routine, settings, opened, sound_lengths,
@@ -252,17 +264,21 @@ def prepare_session(ref: str, level: str, *, engine: str | None, voice: str | No
                 intro, rest, expected_s = early
                 where = resolve(ref)
                 base_dir = Path(where).parent if isinstance(where, Path) else user_routine_dir()
-                return PreparedSession(intro, opened, _source_of(ref), routine.name, level,
-                                       dict(routine.sounds) or None, base_dir, rest=rest,
-                                       expected_duration_s=expected_s)
+                early_session = PreparedSession(intro, opened, _source_of(ref), routine.name, level,
+                                                dict(routine.sounds) or None, base_dir, rest=rest,
+                                                expected_duration_s=expected_s)
+                early_session.verbosity = verbosity
+                return early_session
         timeline = plan_measured(routine, settings, opened, sound_lengths_s=sound_lengths, progress=progress)
     except BaseException:
         opened.close()
         raise
     where = resolve(ref)
     base_dir = Path(where).parent if isinstance(where, Path) else user_routine_dir()
-    return PreparedSession(timeline, opened, _source_of(ref), routine.name, level,
-                    dict(routine.sounds) or None, base_dir)
+    session = PreparedSession(timeline, opened, _source_of(ref), routine.name, level,
+                              dict(routine.sounds) or None, base_dir)
+    session.verbosity = verbosity
+    return session
 
 
 def _plan_intro_first(routine: Any, settings: Any, opened: Any, sound_lengths: Any, *,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 Level = Literal["easier", "standard", "harder"]
 LEVELS: tuple[str, ...] = ("easier", "standard", "harder")
@@ -161,7 +161,18 @@ class MarkedStep(_Model):
         return "switch" if self.switch is not None else "exit"
 
 
-Step = Annotated[str, Field(min_length=1, max_length=2000)] | MarkedStep
+STEP_TAGS = ("step-text", "marked-step")
+
+
+def _step_kind(value: object) -> str:
+    return "marked-step" if isinstance(value, (dict, MarkedStep)) else "step-text"
+
+
+# Tagged so that a bad step reports the one problem it has, not one per kind of step.
+Step = Annotated[
+    Annotated[Text, Tag("step-text")] | Annotated[MarkedStep, Tag("marked-step")],
+    Discriminator(_step_kind),
+]
 """A step: text spoken during the setup, or {switch: text} / {exit: text} for the switch or the end."""
 
 

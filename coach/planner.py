@@ -300,7 +300,8 @@ class _Session:
             b.say(f"A word of caution. {ex.prerequisites} If that is not you, {skip}", "instruction", meta,
                   gap=SKIP_PAUSE_MS)
         elif number is None:
-            b.say(f"It is optional: to {skip}", "instruction", meta, gap=SKIP_PAUSE_MS)
+            b.say(f"It is optional. If you want to {SKIP_WORDS}, {self.s.skip_how}.", "instruction", meta,
+                  gap=SKIP_PAUSE_MS)
         if self.full and ex.purpose:
             b.say(ex.purpose, "instruction", meta)
         if variant is not None and (number is None) == (variant.finisher is not None):

@@ -53,7 +53,7 @@ def test_show_prints_all_four_exercises_with_every_step(run_coach):
 
     for ex in builtin_routine("lower-back").exercises:
         assert ex.name in out
-        for step in ex.steps:
+        for step in ex.step_texts:
             assert " ".join(step.split()) in out
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import textwrap
 
-from coach.model import Dose, Exercise, Routine
+from coach.model import Dose, Exercise, Routine, step_at, step_text
 
 
 def clock(seconds: float) -> str:
@@ -41,8 +41,9 @@ def _wrap(text: str, indent: str = "", width: int = 88, hang: int = 0) -> str:
     return textwrap.fill(text, width=width, initial_indent=indent, subsequent_indent=" " * (len(indent) + hang))
 
 
-def show_exercise(ex: Exercise, number: int, level: str) -> list[str]:
-    dose = ex.dose_for(level)
+def show_exercise(source: Exercise, number: int | str, level: str) -> list[str]:
+    ex = source.at_level(level)  # the name, steps and equipment of this level
+    dose = ex.dose
     lines = [f"{number}. {ex.name}  [{ex.role}, id: {ex.key}, about {clock(dose.estimated_s())}]"]
     if ex.purpose:
         lines.append(_wrap(ex.purpose, "   "))
@@ -52,17 +53,18 @@ def show_exercise(ex: Exercise, number: int, level: str) -> list[str]:
         lines.append("   Equipment: " + ", ".join(ex.equipment))
     lines.append("   Steps:")
     for i, step in enumerate(ex.steps, 1):
-        lines.append(_wrap(f"{i}. {step}", "     ", hang=len(f"{i}. ")))
+        when = {"setup": "", "switch": "(at the switch) ", "exit": "(at the end) "}[step_at(step)]
+        lines.append(_wrap(f"{i}. {when}{step_text(step)}", "     ", hang=len(f"{i}. ")))
     if ex.safety:
         lines.append(_wrap("Lift safely: " + ex.safety, "   "))
-    variant = ex.variant(level)
+    variant = source.variant(level)
     if variant is not None:
         lines.append(_wrap(f"At the {level} level: {variant.text}", "   "))
     elif level == "standard":
-        if ex.variants.easier:
-            lines.append(_wrap("Make it easier: " + ex.variants.easier.text, "   "))
-        if ex.variants.harder:
-            lines.append(_wrap("Make it harder: " + ex.variants.harder.text, "   "))
+        if source.variants.easier:
+            lines.append(_wrap("Make it easier: " + source.variants.easier.text, "   "))
+        if source.variants.harder:
+            lines.append(_wrap("Make it harder: " + source.variants.harder.text, "   "))
     lines.append(_wrap("Dose: " + describe_dose(dose), "   "))
     if ex.dose_note:
         lines.append(_wrap("Why this dose: " + ex.dose_note, "   "))
@@ -78,11 +80,15 @@ def show_routine(routine: Routine, level: str = "standard") -> str:
     ]
     for para in routine.background:
         lines += ["", _wrap(para)]
-    if routine.equipment:
-        lines += ["", "Equipment: " + ", ".join(routine.equipment)]
+    equipment = routine.equipment_at(level)
+    if equipment:
+        lines += ["", "Equipment: " + ", ".join(equipment)]
     if routine.advice:
         lines += ["", "Before you start:"]
         lines += [_wrap(a, "  - ") for a in routine.advice]
     for i, ex in enumerate(routine.exercises, 1):
         lines += [""] + show_exercise(ex, i, level)
+        finisher = ex.finisher_at(level)
+        if finisher is not None:
+            lines += [""] + show_exercise(finisher, f"{i}+", level)
     return "\n".join(lines) + "\n"

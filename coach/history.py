@@ -172,6 +172,11 @@ class History:
                                 (source,))
         return rows[0] if rows else None
 
+    def finished_count(self, source: str) -> int:
+        """How many sessions of ``source`` were played to the end."""
+        row = self._run("SELECT COUNT(*) FROM sessions WHERE finished = 1 AND source = ?", (source,)).fetchone()
+        return int(row[0]) if row else 0
+
     def _select(self, tail: str, args: tuple[Any, ...] = ()) -> list[Record]:
         rows = self._run(
             "SELECT id, routine, source, level, settings, started_at, ended_at, position_s, duration_s,"
@@ -187,6 +192,24 @@ class History:
             out.append(Record(int(row[0]), row[1], row[2], row[3], settings if isinstance(settings, dict) else {},
                               row[5], row[6], float(row[7]), float(row[8]), row[9], bool(row[10]), row[11]))
         return out
+
+
+def finished_before(history: History | None, source: str) -> bool:
+    """Whether the routine at ``source`` (a built-in name or an absolute path) was finished before."""
+    if history is None:
+        return False
+    return history.finished_count(source) > 0
+
+
+def default_verbosity(history: History | None, source: str, asked: str | None = None) -> tuple[str, bool]:
+    """(verbosity, returning) for a new session of ``source``.
+
+    A returning listener (the routine was finished before) gets the brief version by
+    default; a first session is full, so every word of the instructions is heard once.
+    ``asked`` (--verbosity) always wins. ``returning`` lets the planner say why it is brief.
+    """
+    returning = finished_before(history, source)
+    return (asked or ("brief" if returning else "full")), returning
 
 
 def resume_record(history: History, source: str | None = None) -> Record:

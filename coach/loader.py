@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from coach.errors import InputFileError, RoutineInvalid, UsageError
-from coach.model import Routine
+from coach.model import STEP_TAGS, Routine
 
 MAX_FILE_BYTES = 1_000_000
 MAX_VALUES = 200_000
@@ -231,6 +231,8 @@ def validate_document(doc: Any, name: str) -> Routine:
         return Routine.model_validate(plain)
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
+        # A step is text or a marked step: the tag that chose between them is no place in the file.
+        errors = [{**e, "loc": tuple(k for k in e["loc"] if k not in STEP_TAGS)} for e in errors]
         errors = [e for e in errors if not _is_echo_of_child_error(e, errors)]
         problems = [_describe(err, doc, name) for err in errors]
         raise RoutineInvalid(sorted(set(problems), key=lambda p: _sort_key(p, name))) from None

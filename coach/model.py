@@ -10,12 +10,24 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 Level = Literal["easier", "standard", "harder"]
 LEVELS: tuple[str, ...] = ("easier", "standard", "harder")
 Role = Literal["warm-up", "main", "cool-down"]
 Sides = Literal["none", "each", "alternating"]
+SideWords = Literal["side", "lying", "arm", "leg", "cross"]
+SIDE_WORDS: dict[str, dict[str, str]] = {
+    # How a side is named: to start, to switch, and in an alternating rep's cue.
+    "side": {"start": "Start on your {side} side", "switch": "Switch to your {side} side.", "cue": "{Side}"},
+    "lying": {"start": "Lie on your {side} side", "switch": "Switch sides: lie on your {side} side.",
+              "cue": "{Side} side"},
+    "arm": {"start": "Start with your {side} arm", "switch": "Switch to your {side} arm.", "cue": "{Side} arm"},
+    "leg": {"start": "Start with your {side} leg", "switch": "Switch to your {side} leg.", "cue": "{Side} leg"},
+    "cross": {"start": "Start with your {side} arm and {other} leg", "switch": "Switch: {side} arm, {other} leg.",
+              "cue": "{Side} arm, {other} leg"},
+}
+"""The words for a side, by ``Dose.side_words``; {side}/{Side} is right or left, {other} the opposite."""
 
 MAX_SESSION_S = 24 * 3600
 
@@ -70,6 +82,11 @@ class Dose(_Model):
         default="none",
         description="none; each (all reps on one side, then the other); alternating (sides take turns every rep).",
     )
+    side_words: SideWords = Field(
+        default="side",
+        description="What a side means, so it is never ambiguous: side ('start on your right side'), lying "
+        "('lie on your right side'), arm, leg, or cross (arm and opposite leg: 'right arm, left leg').",
+    )
     setup_s: float = Field(default=5, ge=0, le=120, description="Seconds to get into position before the work.")
     switch_s: float = Field(default=5, ge=0, le=60, description="Seconds to switch sides (sides: each).")
     rest_between_sets_s: float = Field(default=20, ge=0, le=600, description="Rest between sets, in seconds.")
@@ -121,11 +138,94 @@ class DoseChange(_Model):
     rest_after_s: float | None = Field(default=None, ge=0, le=600)
 
 
-class Variant(_Model):
-    """An easier or harder version of an exercise."""
+class MarkedStep(_Model):
+    """A step spoken at another moment than the setup: at the switch of sides or at the exit."""
 
-    text: Text = Field(description="Spoken when this level is chosen, e.g. 'Perform this movement without the weight.'")
+    switch: Text | None = Field(default=None, description="Spoken at the first switch of sides (sides: each), "
+                                "e.g. 'Slowly return to the starting position and repeat on the opposite side.'")
+    exit: Text | None = Field(default=None, description="Spoken at the end: after the last rep, or at the release "
+                              "of the last hold, e.g. 'When you feel sufficiently stretched, return to ...'.")
+
+    @model_validator(mode="after")
+    def _one_moment(self) -> MarkedStep:
+        if (self.switch is None) == (self.exit is None):
+            raise ValueError("a marked step is either {switch: text} or {exit: text}")
+        return self
+
+    @property
+    def text(self) -> str:
+        return self.switch or self.exit or ""
+
+    @property
+    def at(self) -> str:
+        return "switch" if self.switch is not None else "exit"
+
+
+STEP_TAGS = ("step-text", "marked-step")
+
+
+def _step_kind(value: object) -> str:
+    return "marked-step" if isinstance(value, (dict, MarkedStep)) else "step-text"
+
+
+# Tagged so that a bad step reports the one problem it has, not one per kind of step.
+Step = Annotated[
+    Annotated[Text, Tag("step-text")] | Annotated[MarkedStep, Tag("marked-step")],
+    Discriminator(_step_kind),
+]
+"""A step: text spoken during the setup, or {switch: text} / {exit: text} for the switch or the end."""
+
+
+def step_text(step: Step) -> str:
+    return step if isinstance(step, str) else step.text
+
+
+def step_at(step: Step) -> str:
+    """setup, switch or exit: when the step is spoken."""
+    return "setup" if isinstance(step, str) else step.at
+
+
+class Variant(_Model):
+    """An easier or harder version of an exercise: its dose and, where they differ, its words.
+
+    Unset fields keep the standard exercise's. ``finisher`` adds an optional exercise
+    after this one at this level; ``replace_with`` does another exercise instead.
+    """
+
+    text: Text = Field(description="Spoken when this level is chosen, e.g. 'Perform this movement without the weight.'"
+                       " With a finisher, it introduces the finisher instead.")
     dose: DoseChange | None = Field(default=None, description="Dose changes for this level.")
+    name: Annotated[str, Field(min_length=1, max_length=80)] | None = Field(
+        default=None, description="The exercise's spoken name at this level, e.g. 'Good Morning' without the weight.")
+    steps: tuple[Step, ...] | None = Field(default=None, min_length=1, max_length=30,
+                                           description="All the steps at this level, instead of the standard ones.")
+    replace_steps: dict[Annotated[int, Field(ge=1, le=30)], Step] = Field(
+        default_factory=dict, description="Steps replaced at this level, by number from 1: {2: 'Cross your arms ...'}.")
+    drop_steps: tuple[Annotated[int, Field(ge=1, le=30)], ...] = Field(
+        default=(), description="Step numbers (from 1) left out at this level.")
+    equipment: tuple[Annotated[str, Field(min_length=1, max_length=80)], ...] | None = Field(
+        default=None, description="The equipment at this level, instead of the standard list ([] for none).")
+    reminder: Text | None = Field(default=None, description="The reminder at this level.")
+    position: Text | None = Field(default=None, description="The position to take at this level.")
+    finisher: Exercise | None = Field(
+        default=None, description="An optional exercise after this one at this level (for example pull-ups), "
+        "with its own steps and dose; the variant text introduces it and the listener is told how to skip it.")
+    replace_with: Exercise | None = Field(
+        default=None, description="Another exercise done instead of this one at this level, with its own dose.")
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Variant:
+        if self.finisher is not None and self.replace_with is not None:
+            raise ValueError("give a finisher or replace_with, not both")
+        for name in ("finisher", "replace_with"):
+            added = getattr(self, name)
+            if added is not None and (added.variants.easier or added.variants.harder):
+                raise ValueError(f"{name}: an added exercise has no variants of its own")
+        if self.steps is not None and (self.replace_steps or self.drop_steps):
+            raise ValueError("steps replaces every step; replace_steps and drop_steps change some: give one way")
+        if set(self.replace_steps) & set(self.drop_steps):
+            raise ValueError("a step cannot be both replaced and dropped")
+        return self
 
 
 class Variants(_Model):
@@ -146,11 +246,22 @@ class Exercise(_Model):
         default=None, description="Who should not do it; spoken as a warning before the exercise."
     )
     equipment: tuple[Annotated[str, Field(min_length=1, max_length=80)], ...] = ()
-    steps: tuple[Text, ...] = Field(min_length=1, max_length=30, description="Ordered setup steps, spoken one by one.")
+    steps: tuple[Step, ...] = Field(
+        min_length=1, max_length=30,
+        description="Ordered steps, spoken one by one during the setup; a step written {switch: text} is spoken "
+        "at the switch of sides, {exit: text} after the last rep or at the release of the last hold.")
     reminder: Text | None = Field(
         default=None, description="One-line reminder spoken instead of the full steps on later sets."
     )
-    safety: Text | None = Field(default=None, description="Safety tip, spoken during the first set.")
+    position: Text | None = Field(
+        default=None, description="The position to take, in a few words ('on your hands and knees'): said with "
+        "'next up' and as the last words before the countdown of the first set.")
+    release: Text | None = Field(
+        default=None, description="Said at the release of a hold (not the last one), e.g. 'Release, and rest on "
+        "your hands and knees.' Default: 'Release.'")
+    safety: Text | None = Field(
+        default=None, description="Safety tip, spoken before the first set's countdown (or in a hold's quiet "
+        "stretch), never over the reps.")
     dose: Dose
     variants: Variants = Field(default_factory=Variants)
     dose_note: Text | None = Field(default=None, description="Why this dose was chosen (not spoken).")
@@ -162,7 +273,46 @@ class Exercise(_Model):
                 self.dose_for(level)
             except ValueError as exc:  # pydantic's ValidationError is a ValueError
                 raise ValueError(f"variants.{level}.dose: makes an invalid dose: {exc}") from None
+            variant = self.variant(level)
+            if variant is not None:
+                for n in (*variant.replace_steps, *variant.drop_steps):
+                    if n > len(self.steps):
+                        raise ValueError(f"variants.{level}: there is no step {n} (the exercise has "
+                                         f"{len(self.steps)})")
+                if variant.drop_steps and len(set(variant.drop_steps)) >= len(self.steps):
+                    raise ValueError(f"variants.{level}.drop_steps: leaves no step")
         return self
+
+    @property
+    def step_texts(self) -> tuple[str, ...]:
+        """Every step's text, in order, whenever it is spoken."""
+        return tuple(step_text(s) for s in self.steps)
+
+    def at_level(self, level: str) -> Exercise:
+        """The exercise as done at ``level``: the variant's name, steps, equipment, reminder and dose.
+
+        A variant's ``replace_with`` gives that exercise instead. The result has no variants.
+        """
+        variant = self.variant(level)
+        if variant is None:
+            return self.model_copy(update={"variants": Variants()}) if (self.variants.easier or
+                                                                         self.variants.harder) else self
+        if variant.replace_with is not None:
+            return variant.replace_with
+        steps = list(variant.steps or self.steps)
+        for n, step in variant.replace_steps.items():
+            steps[n - 1] = step
+        steps = [s for i, s in enumerate(steps, 1) if i not in set(variant.drop_steps)]
+        update: dict = {"variants": Variants(), "steps": tuple(steps), "dose": self.dose_for(level)}
+        for name in ("name", "equipment", "reminder", "position"):
+            if getattr(variant, name) is not None:
+                update[name] = getattr(variant, name)
+        return self.model_copy(update=update)
+
+    def finisher_at(self, level: str) -> Exercise | None:
+        """The optional exercise added after this one at ``level``, if any."""
+        variant = self.variant(level)
+        return variant.finisher if variant is not None else None
 
     @property
     def key(self) -> str:
@@ -233,12 +383,22 @@ class Routine(_Model):
                 )
             seen[ex.key] = i
         for level in LEVELS:
-            total = sum(ex.dose_for(level).estimated_s() for ex in self.exercises)
+            total = self.estimated_s(level)
             if total > MAX_SESSION_S:
                 raise ValueError(
                     f"the {level} session would last about {total / 3600:.1f} h; a session is at most 24 h"
                 )
         return self
+
+    def equipment_at(self, level: str, first: int = 0) -> list[str]:
+        """Everything to fetch for the session at ``level`` (from exercise ``first``), in order, once each."""
+        items = list(self.equipment)
+        for ex in self.exercises[first:]:
+            items += ex.at_level(level).equipment
+            finisher = ex.finisher_at(level)
+            if finisher is not None:
+                items += finisher.equipment
+        return list(dict.fromkeys(items))
 
     def exercise(self, key: str) -> Exercise:
         for ex in self.exercises:
@@ -247,4 +407,13 @@ class Routine(_Model):
         raise KeyError(key)
 
     def estimated_s(self, level: str = "standard") -> float:
-        return sum(ex.dose_for(level).estimated_s() for ex in self.exercises)
+        total = 0.0
+        for ex in self.exercises:
+            total += ex.at_level(level).dose.estimated_s()
+            finisher = ex.finisher_at(level)
+            if finisher is not None:
+                total += finisher.dose.estimated_s()
+        return total
+
+
+Variant.model_rebuild()

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from coach.errors import UsageError
-from coach.model import LEVELS, Dose, Exercise, Routine
+from coach.model import LEVELS, SIDE_WORDS, Dose, Exercise, Routine, step_at, step_text
 from coach.schedule import FOREVER_MS, Builder, Meta, Want, Window, number_words
 from coach.timeline import Chapter, Cue, Timeline, VoiceSpec
 from coach.voice.engine import estimate_speech_s  # the estimate engine's own formula: one source of truth
@@ -28,7 +28,8 @@ try:  # one source of truth for earcon lengths; the planner only needs the numbe
 except ImportError:  # pragma: no cover - coach.audio ships with coach; kept so planning never needs numpy
     DEFAULT_SOUND_LENGTHS_S = {"start": 0.22, "tick": 0.1, "rest": 0.52, "switch": 0.36, "finish": 0.58}
 
-__all__ = ["PlanSettings", "plan", "estimate_speech_s", "find_exercise", "number_words", "spoken_duration"]
+__all__ = ["PlanSettings", "plan", "estimate_speech_s", "find_exercise", "number_words", "room_warnings",
+           "spoken_duration"]
 
 Meter = Callable[[str], float]
 """Spoken length of a text in seconds (trimmed speech, as the voice layer measures it)."""
@@ -44,8 +45,13 @@ FETCH_EQUIPMENT_MS = 3000
 """Silence after naming the equipment, to go and fetch it."""
 WARN_AHEAD_MS = 2000
 """The rest's "get ready" comes this long before its countdown."""
-REST_LEFT_WARNING_S = 5
-"""A rest before a new exercise warns this many seconds before it ends."""
+SKIP_PAUSE_MS = 6000
+"""Silence after a warning that tells how to skip an exercise: time to reach for the key or the headphones."""
+SKIP_HOW = "press n, or the next button on your headphones"
+SKIP_WORDS = "skip this exercise"
+"""In a warning, these words offer to skip the exercise: "next" then goes to the next exercise."""
+BRIEF_NOTICE = ("You have finished this session before, so this is the brief version: reminders instead of the "
+                "full steps, and every safety tip. For the full version, play it with verbosity full.")
 
 PACE_RANGE = (0.5, 3.0)
 REST_SCALE_RANGE = (0.0, 5.0)
@@ -60,11 +66,14 @@ RANK_NEXT_UP = 66
 RANK_REMINDER = 65
 RANK_TEN_LEFT = 60
 RANK_HALFWAY = 50
+# A count is never cut (a listener doing slow reps keeps their place by it): counts outrank movement cues.
+RANK_LAST_ONE = 48
+RANK_COUNT = 47
 RANK_SIDE = 45
 RANK_MOVE = 40
 RANK_GET_READY = 40
-RANK_LAST_ONE = 35
-RANK_COUNT = 30
+RANK_QUIET = 10
+"""A long text placed in a hold only where it displaces nothing."""
 
 
 def spoken_duration(seconds: float) -> str:
@@ -99,6 +108,10 @@ class PlanSettings:
     session_minutes: int | None = None
     """The length the intro announces; None: the planned length. Fixing it makes the intro
     depend on its own texts only, so a player can start it before the rest is synthesized."""
+    returning: bool = False
+    """The listener has finished this routine before: a brief session says so in one sentence."""
+    skip_how: str = SKIP_HOW
+    """How to skip an exercise hands-free, said after a warning: 'press n, or the next button ...'."""
 
     def __post_init__(self) -> None:
         if self.session_minutes is not None and not 1 <= self.session_minutes <= 24 * 60:
@@ -171,10 +184,12 @@ class _Session:
         b.say(f"Welcome to {r.title}.", "intro")
         b.say(r.description, "intro")
         if self.first:
-            ex = self.exercises[0]
+            ex = self.exercises[0].at_level(self.s.level)
             b.say(f"Today we start at exercise {self.first + 1} of {len(r.exercises)}: {ex.name}.", "intro")
         b.say(f"This session takes about {_plural(minutes, 'minute')}.", "intro")
-        equipment = list(dict.fromkeys([*r.equipment, *(e for ex in self.exercises for e in ex.equipment)]))
+        if not self.full and self.s.returning:
+            b.say(BRIEF_NOTICE, "intro")
+        equipment = r.equipment_at(self.s.level, self.first)
         if equipment:
             b.say(f"You will need {_join(equipment)}. Get {'it' if len(equipment) == 1 else 'them'} ready now.",
                   "intro", gap=FETCH_EQUIPMENT_MS)
@@ -199,30 +214,42 @@ class _Session:
               gap=0)
 
     # exercises -------------------------------------------------------------------------
-    def body(self) -> None:
+    def blocks(self) -> list[tuple[Exercise, int | None, Exercise]]:
+        """(exercise at the level, its number or None for an optional finisher, the routine's exercise)."""
+        out = []
         for i, ex in enumerate(self.exercises):
-            nxt = self.exercises[i + 1] if i + 1 < len(self.exercises) else None
-            self.exercise(self.first + i + 1, ex, nxt)
+            out.append((ex.at_level(self.s.level), self.first + i + 1, ex))
+            finisher = ex.finisher_at(self.s.level)
+            if finisher is not None:
+                out.append((finisher, None, ex))
+        return out
+
+    def body(self) -> None:
+        blocks = self.blocks()
+        for i, block in enumerate(blocks):
+            self.exercise(*block, blocks[i + 1] if i + 1 < len(blocks) else None)
         self.b.flush_release()
 
-    def exercise(self, number: int, ex: Exercise, nxt: Exercise | None) -> None:
+    def exercise(self, ex: Exercise, number: int | None, source: Exercise,
+                 nxt: tuple[Exercise, int | None, Exercise] | None) -> None:
         b, s = self.b, self.s
-        dose = ex.dose_for(s.level)
+        dose = ex.dose
         meta: Meta = (ex.key, None, None, None)
         runs = self.side_runs(dose)
-        b.chapter(ex.name, ex.key)
-        self.instructions(number, ex, dose)
-
+        b.chapter(ex.name if number is not None else f"{ex.name} (optional)", ex.key)
         first = self.work_window(ex, dose, 1, runs[0], first=True)
-        if ex.safety and not first.ok:  # too little room during the set: say it before, never drop it
-            b.say(self.safety_text(ex), "instruction", meta)
-        if dose.sides != "none":
-            then = ", then alternate." if dose.sides == "alternating" and dose.reps is not None else "."
-            b.say(f"Start on your right side{then}", "instruction", meta)
-        get_ready = Want(0, FOREVER_MS, 500, RANK_GET_READY, "transition", meta, ("Get into position.",))
-        b.before_work("setup", round(dose.setup_s * 1000), [get_ready], [], (ex.key, 1, runs[0], None))
-        self.commit_work(first, dose)
+        # A safety tip is said before the set, unless a hold has a quiet stretch for it.
+        self.instructions(number, ex, source, dose,
+                          safety_before=bool(ex.safety) and (dose.hold_s is None or not first.ok))
+        if dose.sides == "each":
+            b.say(self.side_text(dose, "start", "right") + ".", "instruction", meta)
+        position = f"Get into position: {ex.position}." if ex.position else "Get into position."
+        get_ready = Want(0, FOREVER_MS, 500, RANK_GET_READY, "transition", meta, (position,), optional=False,
+                         mandatory=True)
+        b.before_work("setup", round(dose.setup_s * 1000), [], [get_ready], (ex.key, 1, runs[0], None))
+        self.commit_work(first, dose, ex)
 
+        switch_steps = [step_text(st) for st in ex.steps if step_at(st) == "switch"]
         for set_no in range(1, dose.sets + 1):
             for j, side in enumerate(runs):
                 if set_no == 1 and j == 0:
@@ -230,12 +257,26 @@ class _Session:
                 win = self.work_window(ex, dose, set_no, side, first=False)
                 next_meta: Meta = (ex.key, set_no, side, None)
                 if j > 0:
-                    self.switch(ex, dose, side, next_meta)
+                    self.switch(ex, dose, side, next_meta, switch_steps if set_no == 1 else [])
                 else:
                     self.rest_between_sets(ex, dose, set_no, next_meta)
-                self.commit_work(win, dose)
+                self.commit_work(win, dose, ex)
+        exits = [step_text(st) for st in ex.steps if step_at(st) == "exit"]
+        if exits:
+            last = (ex.key, dose.sets, runs[-1] if dose.sides != "alternating" or dose.hold_s is not None else None,
+                    None)
+            if b.pending_release is not None:
+                b.pending_release = None
+                b.say("Release.", "transition", last)
+            for text in exits:
+                b.say(text, "instruction", last, gap=_step_silence_ms(text))
         if nxt is not None:
-            self.rest_after(ex, dose, number + 1, nxt)
+            self.rest_after(ex, dose, nxt)
+
+    def side_text(self, dose: Dose, what: str, side: str) -> str:
+        """'Lie on your right side', 'Start with your right arm and left leg', ... (see model.SIDE_WORDS)."""
+        other = "left" if side == "right" else "right"
+        return SIDE_WORDS[dose.side_words][what].format(side=side, Side=side.capitalize(), other=other)
 
     def side_runs(self, dose: Dose) -> tuple[str | None, ...]:
         """One work window per entry: both sides in one window only for alternating reps."""
@@ -243,27 +284,43 @@ class _Session:
             return ("right", "left")
         return (None,)
 
-    def instructions(self, number: int, ex: Exercise, dose: Dose) -> None:
+    def instructions(self, number: int | None, ex: Exercise, source: Exercise, dose: Dose, *,
+                     safety_before: bool) -> None:
+        """What is said before the first set, while the listener is still: the long texts first,
+        then the steps (the listener follows them into position), the position last."""
         b, level = self.b, self.s.level
         meta: Meta = (ex.key, None, None, None)
-        b.say(f"Exercise {number} of {len(self.routine.exercises)}: {ex.name}.", "instruction", meta)
+        variant = source.variant(level)
+        if number is None:
+            b.say(f"An optional finisher: {ex.name}.", "instruction", meta)
+        else:
+            b.say(f"Exercise {number} of {len(self.routine.exercises)}: {ex.name}.", "instruction", meta)
+        skip = f"{SKIP_WORDS}: {self.s.skip_how}."
+        if ex.prerequisites:  # first, so that skipping it saves the whole briefing
+            b.say(f"A word of caution. {ex.prerequisites} If that is not you, {skip}", "instruction", meta,
+                  gap=SKIP_PAUSE_MS)
+        elif number is None:
+            b.say(f"It is optional. If you want to {SKIP_WORDS}, {self.s.skip_how}.", "instruction", meta,
+                  gap=SKIP_PAUSE_MS)
         if self.full and ex.purpose:
             b.say(ex.purpose, "instruction", meta)
-        if ex.prerequisites:
-            b.say(f"A word of caution. {ex.prerequisites}", "instruction", meta)
+        if variant is not None and (number is None) == (variant.finisher is not None):
+            b.say(f"The {level} version: {variant.text}", "instruction", meta)
+        if self.full and level == "standard" and number is not None:
+            for name, option in (("easier", source.variants.easier), ("harder", source.variants.harder)):
+                if option is not None:
+                    b.say(f"To make it {name}: {option.text}", "instruction", meta)
         if ex.equipment:
             b.say(f"You need {_join(list(ex.equipment))}.", "instruction", meta)
         b.say(self.dose_text(dose), "instruction", meta)
-        variant = ex.variant(level)
-        if variant is not None:
-            b.say(f"The {level} version: {variant.text}", "instruction", meta)
-        steps = (ex.reminder,) if (not self.full and ex.reminder) else ex.steps
+        if safety_before:
+            b.say(self.safety_text(ex), "instruction", meta)
+        if dose.sides == "alternating":
+            b.say(self.side_text(dose, "start", "right") + ", then alternate.", "instruction", meta)
+        setup = [step_text(st) for st in ex.steps if step_at(st) == "setup"]
+        steps = (ex.reminder,) if (not self.full and ex.reminder) else setup
         for step in steps:
             b.say(step, "instruction", meta, gap=_step_silence_ms(step))
-        if self.full and level == "standard":
-            for name, option in (("easier", ex.variants.easier), ("harder", ex.variants.harder)):
-                if option is not None:
-                    b.say(f"To make it {name}: {option.text}", "instruction", meta)
 
     def dose_text(self, dose: Dose) -> str:
         sets = number_words(dose.sets).capitalize()
@@ -281,7 +338,7 @@ class _Session:
         return f"Safety tip: {ex.safety}"
 
     def reminder_text(self, ex: Exercise) -> str:
-        return f"Remember: {ex.reminder or ex.steps[0]}"
+        return f"Remember: {ex.reminder or step_text(ex.steps[0])}"
 
     # timed windows ---------------------------------------------------------------------
     def work_window(self, ex: Exercise, dose: Dose, set_no: int, side: str | None, first: bool) -> Window:
@@ -292,19 +349,20 @@ class _Session:
             length = self.rep_wants(wants, ex, dose, set_no, side)
         else:
             length = self.hold_wants(wants, ex, dose, set_no, side)
-        if first and ex.safety:
-            rep_ms = length // (dose.reps or 1)
-            lo = rep_ms if dose.reps is not None and length >= 2 * rep_ms else 0
-            wants.append(Want(lo, length, length, RANK_SAFETY, "work", meta, (self.safety_text(ex),),
-                              optional=False, mandatory=True))
+        if first and ex.safety and dose.hold_s is not None:
+            # Never over reps; in a hold only in its quiet stretch, displacing no call: else said before.
+            safety = Want(0, length, length, RANK_QUIET, "work", meta, (self.safety_text(ex),), optional=False,
+                          mandatory=True)
+            wants.append(safety)
         win = self.b.window(length, wants)
         win.meta = meta
         return win
 
-    def commit_work(self, win: Window, dose: Dose) -> None:
+    def commit_work(self, win: Window, dose: Dose, ex: Exercise) -> None:
         self.b.commit(win)
         if dose.hold_s is not None:
             self.b.pending_release = win.meta
+            self.b.release_words = (_sentence(ex.release), "Release.") if ex.release else ("Release.",)
 
     def rep_wants(self, wants: list[Want], ex: Exercise, dose: Dose, set_no: int, side: str | None) -> int:
         """Tempo cues at each movement, the count at the end of each rep, 'last one' before the last."""
@@ -323,8 +381,10 @@ class _Session:
             for i, (cue, ms) in enumerate(phases):
                 slack = min(ms // 2, 1000)
                 if alternating and i == 0:
-                    side_word = rep_side.capitalize()
-                    forms = (f"{side_word}, {cue}.", f"{side_word}.") if cue else (f"{side_word}.",)
+                    label = self.side_text(dose, "cue", rep_side)
+                    forms = (f"{label}, {cue}.", f"{label}.") if cue else (f"{label}.",)
+                    if "," in label:  # "Right arm, left leg": the leading limb alone is still unambiguous
+                        forms += (label.split(",")[0] + ".",)
                     wants.append(Want(at, at + ms, slack, RANK_SIDE, "work", meta, forms))
                 elif cue:
                     wants.append(Want(at, at + ms, slack, RANK_MOVE, "work", meta, (_sentence(cue),)))
@@ -333,8 +393,8 @@ class _Session:
                 continue  # alternating reps are counted in pairs, after the left side
             end = rep_start + rep_ms
             lo = end - last_ms  # after the last movement cue of the rep, never before it
-            if count == reps - 1:
-                forms = (f"{number_words(count).capitalize()}, last one.", "Last one.")
+            if count == reps - 1:  # the number is never replaced: "Four, last one.", or just "Four."
+                forms = (f"{number_words(count).capitalize()}, last one.", _sentence(number_words(count)))
                 wants.append(Want(lo, end, end - lo, RANK_LAST_ONE, "work", meta, forms, late=True))
             else:
                 forms = (_sentence(number_words(count)),)
@@ -367,15 +427,14 @@ class _Session:
         b = self.b
         words = f"Rest for {spoken_duration(rest_ms / 1000)}."
         head = [b.sound("rest", "rest", meta), *b.release(),
-                Want(0, rest_ms, 2000, RANK_REST_TEXT, "rest", meta, (words, "Rest.")),
+                Want(0, rest_ms, 5000, RANK_REST_TEXT, "rest", meta, (words, "Rest.")),  # after a release
                 Want(0, rest_ms, rest_ms, RANK_NEXT_UP, "rest", meta, next_forms)]
+        # Only a rest that ends in a countdown warns: after the others come instructions, not work,
+        # and "five seconds of rest left" would not be true.
         if countdown:  # "get ready", then the countdown to the next set
-            warn_at, warning = rest_ms - self.s.countdown_s * 1000 - WARN_AHEAD_MS, ("Get ready.",)
-        else:  # the next exercise's instructions follow the rest
-            warn_at, warning = rest_ms - REST_LEFT_WARNING_S * 1000, (
-                f"{number_words(REST_LEFT_WARNING_S).capitalize()} seconds of rest left.", "Get ready.")
-        if warn_at > 0:
-            head.append(Want(warn_at, rest_ms, 1000, RANK_GET_READY, "rest", meta, warning))
+            warn_at = rest_ms - self.s.countdown_s * 1000 - WARN_AHEAD_MS
+            if warn_at > 0:
+                head.append(Want(warn_at, rest_ms, 1000, RANK_GET_READY, "rest", meta, ("Get ready.",)))
         return head
 
     def rest_between_sets(self, ex: Exercise, dose: Dose, set_no: int, meta: Meta) -> None:
@@ -388,21 +447,30 @@ class _Session:
         head = self.rest_head(rest_ms, done, next_forms, countdown=True) if rest_ms else []
         self.b.before_work("rest", rest_ms, head, [reminder], meta)
 
-    def switch(self, ex: Exercise, dose: Dose, side: str | None, meta: Meta) -> None:
+    def switch(self, ex: Exercise, dose: Dose, side: str | None, meta: Meta, steps: list[str]) -> None:
+        """The switch of sides: the steps that end the first side (``{switch: ...}``), then the new side."""
         b = self.b
         done: Meta = (meta[0], meta[1], "right" if side == "left" else "left", None)
         head = [b.sound("switch", "transition", done), *b.release()]
-        text = Want(0, FOREVER_MS, FOREVER_MS, RANK_SAFETY, "transition", meta,
-                    (f"Switch to your {side} side.", "Switch sides."), optional=False, mandatory=True)
-        b.before_work("switch", round(dose.switch_s * 1000), head, [text], meta)
+        must = [Want(0, FOREVER_MS, FOREVER_MS, RANK_SAFETY + len(steps) - i, "instruction", meta, (step,),
+                     optional=False, mandatory=True) for i, step in enumerate(steps)]
+        must.append(Want(0, FOREVER_MS, FOREVER_MS, RANK_SAFETY - 1, "transition", meta,
+                         (self.side_text(dose, "switch", side or "left"),), optional=False,
+                         mandatory=True))
+        b.before_work("switch", round(dose.switch_s * 1000), head, must, meta)
 
-    def rest_after(self, ex: Exercise, dose: Dose, next_number: int, nxt: Exercise) -> None:
+    def rest_after(self, ex: Exercise, dose: Dose, nxt: tuple[Exercise, int | None, Exercise]) -> None:
         rest_ms = self.rest_ms(dose.rest_after_s)
         if rest_ms <= 0:
             return
         meta: Meta = (ex.key, dose.sets, None, None)
-        next_forms = (f"Next up: exercise {next_number} of {len(self.routine.exercises)}, {nxt.name}.",
-                      f"Next: {nxt.name}.")
+        nxt_ex, next_number, _ = nxt
+        where = f", {nxt_ex.position}" if nxt_ex.position else ""
+        if next_number is None:
+            first = f"Next up: an optional finisher, {nxt_ex.name}{where}."
+        else:
+            first = f"Next up: exercise {next_number} of {len(self.routine.exercises)}, {nxt_ex.name}{where}."
+        next_forms = (first, f"Next: {nxt_ex.name}.")
         self.b.commit(self.b.window(rest_ms, self.rest_head(rest_ms, meta, next_forms, countdown=False)))
 
 
@@ -463,3 +531,30 @@ def _assemble(routine: Routine, settings: PlanSettings, parts: list[tuple[Builde
     return Timeline(routine=routine.name, title=routine.title, level=settings.level, voice=settings.voice,
                     duration_s=max(c.end_s for c in cues), chapters=tuple(chapters), cues=tuple(cues),
                     dropped=tuple(dropped))
+
+
+def room_warnings(routine: Routine, meter: Meter, *, pace: float = 1.0) -> list[str]:
+    """What ``coach validate`` warns about: exercises whose own dose leaves no room for a cue, per level.
+
+    Planned with ``meter`` (the routine's voice estimate); a planner that had to leave a
+    cue out (a movement cue in a tempo too quick for it, a rest too short for its words)
+    reports it in ``Timeline.dropped``, and this names the exercise.
+    """
+    out = []
+    for level in LEVELS:
+        timeline = plan(routine, PlanSettings(level=level, pace=pace), meter)
+        names = {}
+        for ex in routine.exercises:
+            names[ex.key] = ex.at_level(level).name
+            finisher = ex.finisher_at(level)
+            if finisher is not None:
+                names[finisher.key] = finisher.name
+        by_exercise: dict[str, list[str]] = {}
+        for d in timeline.dropped:
+            if d.get("exercise"):
+                by_exercise.setdefault(d["exercise"], []).append(d["text"])
+        for key, texts in by_exercise.items():
+            shown = ", ".join(repr(t) for t in list(dict.fromkeys(texts))[:3])
+            out.append(f"{names.get(key, key)} ({level}): {len(texts)} cue(s) do not fit ({shown}); give its "
+                       "movements or rests more seconds")
+    return out

@@ -497,7 +497,7 @@ class Player:
         steps = self.map.steps
         i = self.map.step_index(position_s)
         if command is Command.NEXT:
-            return steps[i + 1].start_s if i + 1 < len(steps) else None
+            return self.map.next_start(position_s)
         # Back: to the start of this step, or of the one before if this one has just begun.
         if i > 0 and position_s - steps[i].start_s < 2.0:
             return steps[i - 1].start_s

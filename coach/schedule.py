@@ -122,6 +122,8 @@ class Builder:
         self.t = 0
         self.last_end = -PAD_MS
         self.pending_release: Meta | None = None
+        self.release_words: tuple[str, ...] = ("Release.",)
+        """What the release of the pending hold says, from full to shortest."""
         self.countdown_s = countdown_s
         # A number longer than a second would run into the next one: count with ticks instead.
         self.countdown_ticks = any(self.ms(countdown_word(n)) > 1000 - PAD_MS for n in range(1, countdown_s + 1))
@@ -163,7 +165,7 @@ class Builder:
         """Say the 'release' of a finished hold that no rest or switch window took."""
         if self.pending_release is not None:
             meta, self.pending_release = self.pending_release, None
-            self.say("Release.", "transition", meta)
+            self.say(self.release_words[0], "transition", meta)
 
     # timed -----------------------------------------------------------------------------
     def window(self, length: int, wants: list[Want]) -> Window:
@@ -227,7 +229,7 @@ class Builder:
         if self.pending_release is None:
             return []
         meta, self.pending_release = self.pending_release, None
-        return [Want(0, FOREVER_MS, 1000, 95, "transition", meta, ("Release.",), optional=False)]
+        return [Want(0, FOREVER_MS, 1000, 95, "transition", meta, self.release_words, optional=False)]
 
     def before_work(self, kind: str, base_ms: int, head: list[Want], must: list[Want], meta: Meta) -> None:
         """The stretch before a work window (setup, switch or rest), ending in the countdown.

@@ -50,13 +50,18 @@ class SessionOptions:
     rate_wpm: int | None = None
     volume: float | None = None
     use_cache: bool = True
+    returning: bool = False
+    """The listener finished this routine before: a brief plan says it is the brief version."""
+    skip_how: str | None = None
+    """How the listener skips an exercise hands-free (None: the planner's words for `coach play`)."""
 
     def plan_settings(self, voice: VoiceSpec) -> PlanSettings:
         from coach.planner import PlanSettings
 
+        extra = {"skip_how": self.skip_how} if self.skip_how is not None else {}
         return PlanSettings(level=self.level, rest_scale=self.rest_scale, pace=self.pace,
                             verbosity=self.verbosity, countdown_s=self.countdown_s,
-                            start_at=self.start_at, voice=voice)
+                            start_at=self.start_at, voice=voice, returning=self.returning, **extra)
 
     def plan_changes(self) -> list[str]:
         """The plan options set away from their defaults (a cue script is already planned)."""
@@ -68,13 +73,14 @@ class SessionOptions:
     def to_dict(self) -> dict[str, Any]:
         """The options as the session history stores them (``from_dict`` reads them back)."""
         return {"level": self.level, "rest_scale": self.rest_scale, "pace": self.pace,
-                "verbosity": self.verbosity, "countdown_s": self.countdown_s, "start_at": self.start_at}
+                "verbosity": self.verbosity, "countdown_s": self.countdown_s, "start_at": self.start_at,
+                "returning": self.returning}
 
     def with_recorded(self, recorded: Mapping[str, Any]) -> SessionOptions:
         """These options, with what a recorded session used wherever these are at their default."""
         default = SessionOptions()
         changes = {}
-        for key in ("rest_scale", "pace", "verbosity", "countdown_s", "start_at"):
+        for key in ("rest_scale", "pace", "verbosity", "countdown_s", "start_at", "returning"):
             if key in recorded and getattr(self, key) == getattr(default, key):
                 changes[key] = recorded[key]
         engine_keys = {"engine": "engine", "voice": "voice", "rate_wpm": "rate_wpm", "volume": "volume"}

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 
 from coach.errors import UsageError
+from coach.planner import SKIP_WORDS
 from coach.timeline import Cue, Timeline
 
 
@@ -97,6 +98,24 @@ class SessionMap:
             if cue.phase in ("rest", "instruction", "intro", "outro"):
                 return None
         return None
+
+    def next_start(self, position_s: float) -> float | None:
+        """Where "next" goes from ``position_s``: the next step; but after a warning that offers to
+        skip the exercise, and before its first work starts, the next exercise, so that "press n
+        to skip this exercise" skips all of it."""
+        step = self.step_at(position_s)
+        offered = step.exercise is not None and any(
+            c.exercise == step.exercise and c.text and SKIP_WORDS in c.text and c.start_s <= position_s + 1e-6
+            for c in self.cues)
+        if offered:
+            first_work = next((c.start_s for c in self.cues if c.exercise == step.exercise and c.sound == "start"),
+                              None)
+            if first_work is not None and position_s < first_work:
+                later = [ch.start_s for ch in self.timeline.chapters if ch.start_s > position_s + 1e-6]
+                if later:
+                    return min(later)
+        i = self.step_index(position_s)
+        return self.steps[i + 1].start_s if i + 1 < len(self.steps) else None
 
     def step_index(self, position_s: float) -> int:
         return max(0, bisect.bisect_right(self._step_starts, position_s + 1e-6) - 1)

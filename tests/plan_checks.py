@@ -6,7 +6,9 @@ from the planner, so a planner that stretches a work window or a rest fails.
 
 from __future__ import annotations
 
-from coach.model import Routine
+import re
+
+from coach.model import Exercise, Routine
 from coach.planner import PlanSettings, find_exercise, number_words
 from coach.timeline import Cue, Timeline
 
@@ -15,12 +17,23 @@ def ms(seconds: float) -> int:
     return int(round(seconds * 1000))
 
 
-def runs(routine: Routine, settings: PlanSettings):
-    """(exercise, set, side, work_ms, rest_before_ms, switch_before_ms) for every work window, in order."""
+def planned_exercises(routine: Routine, settings: PlanSettings) -> list[tuple[Exercise, bool]]:
+    """The exercises a plan does, at its level: (exercise, optional finisher?), in order."""
     first = find_exercise(routine, settings.start_at) if settings.start_at else 0
     out = []
     for ex in routine.exercises[first:]:
-        dose = ex.dose_for(settings.level)
+        out.append((ex.at_level(settings.level), False))
+        finisher = ex.finisher_at(settings.level)
+        if finisher is not None:
+            out.append((finisher, True))
+    return out
+
+
+def runs(routine: Routine, settings: PlanSettings):
+    """(exercise, set, side, work_ms, rest_before_ms, switch_before_ms) for every work window, in order."""
+    out = []
+    for ex, _ in planned_exercises(routine, settings):
+        dose = ex.dose
         alternating_reps = dose.sides == "alternating" and dose.reps is not None
         sides = ("right", "left") if dose.sides != "none" and not alternating_reps else (None,)
         if dose.reps is not None:
@@ -107,11 +120,16 @@ def check_timeline(t: Timeline, routine: Routine, settings: PlanSettings) -> Non
             rest = run["rest_after_ms"]
             rest_cues = [(s, e, c) for s, e, c in between if c.phase == "rest"]
             rest_sounds = [s for s, e, c in rest_cues if c.kind == "sound"]
+            exit_said = [e for s, e, c in between if c.phase in ("instruction", "transition")
+                         and (not rest_sounds or s < rest_sounds[0])]
+            rest_at = max([we, *(e for e in exit_said)])  # exit steps are said first, then the rest begins
             if rest_sounds:
-                assert rest_sounds[0] == we, "the rest does not start where the work ends"
-            assert all(e <= we + rest for s, e, c in rest_cues)
+                assert rest_sounds[0] == we or (exit_said and rest_sounds[0] >= rest_at), \
+                    "the rest does not start where the work ends (or after the exit steps)"
+                rest_at = rest_sounds[0]
+            assert all(e <= rest_at + rest for s, e, c in rest_cues)
             chapter = next(ch for ch in t.chapters if ch.exercise == nxt["exercise"])
-            assert ms(chapter.start_s) >= we + rest, "the next exercise starts inside the rest"
+            assert ms(chapter.start_s) >= rest_at + rest, "the next exercise starts inside the rest"
 
     # Every work cue lies inside a work window of its own exercise and set.
     windows = [(ws, ws + run["work_ms"], run) for (ws, _), run in zip(starts, expected)]
@@ -122,16 +140,58 @@ def check_timeline(t: Timeline, routine: Routine, settings: PlanSettings) -> Non
 
     # Chapters: introduction, each planned exercise in order, finish.
     titles = [c.title for c in t.chapters]
-    first = find_exercise(routine, settings.start_at) if settings.start_at else 0
-    assert titles == ["Introduction", *(ex.name for ex in routine.exercises[first:]), "Finish"], titles
+    done = planned_exercises(routine, settings)
+    names = [f"{ex.name} (optional)" if optional else ex.name for ex, optional in done]
+    assert titles == ["Introduction", *names, "Finish"], titles
     assert t.chapters[0].start_s == 0.0
     assert [c.start_s for c in t.chapters] == sorted(c.start_s for c in t.chapters)
     # Safety tips and warnings are never dropped.
     spoken = " ".join(c.text or "" for c in t.cues)
-    for ex in routine.exercises[first:]:
+    for ex, _ in done:
         if ex.safety:
             assert ex.safety in spoken, f"safety tip of {ex.key} missing"
         if ex.prerequisites:
             assert ex.prerequisites in spoken, f"prerequisites of {ex.key} missing"
     for d in t.dropped:
         assert "Safety" not in d["text"] and d["phase"] not in ("instruction",), d
+
+    check_spoken_order(t, routine, settings)
+
+
+def check_spoken_order(t: Timeline, routine: Routine, settings: PlanSettings) -> None:
+    """Issue 12: nothing long over reps, counts whole, true time calls, the position last before the countdown."""
+    done = [ex for ex, _ in planned_exercises(routine, settings)]
+    dropped_of = {d.get("exercise") for d in t.dropped}
+    starts = [c for c in t.cues if c.kind == "sound" and c.sound == "start"]
+    expected = runs(routine, settings)
+    by_key = {ex.key: ex for ex in done}
+    for sound, run in zip(starts, expected):
+        ws, we = ms(sound.start_s), ms(sound.start_s) + run["work_ms"]
+        dose = by_key[run["exercise"]].dose
+        inside = [c for c in t.cues if c.kind == "speech" and ws <= ms(c.start_s) < we]
+        if dose.reps is None:
+            continue
+        # No long text over reps: only movement cues and counts, each short.
+        for c in inside:
+            assert not c.text.startswith(("Safety tip", "Remember", "A word of caution", "The ")), c
+        # Every rep's number, in order, no gap (unless the planner reported what it could not fit).
+        counts = [c.rep for c in inside if c.rep is not None and re.fullmatch(r"[A-Z][a-z-]+(, last one)?\.", c.text)
+                  and c.text.split(",")[0].rstrip(".").lower() == number_words(c.rep)]
+        if run["exercise"] not in dropped_of:
+            assert counts == list(range(1, dose.reps + 1)), (run, counts)
+            assert not any("Last one" == c.text.rstrip(".") for c in inside)
+    # "N seconds of rest left": work starts N seconds later.
+    for c in t.speech:
+        m = re.match(r"(\w+) seconds? of rest left", c.text)
+        if m:
+            n = next(k for k in range(0, 601) if number_words(k) == m.group(1).lower())
+            nxt = next((s for s in starts if s.start_s > c.start_s), None)
+            assert nxt is not None and abs(nxt.start_s - c.start_s - n) <= 1.0, (c, nxt)
+    # The last words before the first countdown of an exercise are the position to take.
+    for ex in done:
+        first = next((s for s in starts if s.exercise == ex.key), None)
+        if first is None:
+            continue
+        before = [c for c in t.speech if c.end_s <= first.start_s and c.phase not in ("countdown",)]
+        if before:
+            assert before[-1].text.startswith("Get into position"), (ex.key, before[-1])

@@ -53,7 +53,7 @@ def test_show_prints_all_four_exercises_with_every_step(run_coach):
 
     for ex in builtin_routine("lower-back").exercises:
         assert ex.name in out
-        for step in ex.steps:
+        for step in ex.step_texts:
             assert " ".join(step.split()) in out
 
 
@@ -108,6 +108,18 @@ def test_validate_exits_zero_for_valid_files(run_coach):
     result = run_coach("validate", str(REPO / "coach" / "routines" / "lower-back.yaml"))
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith("ok (lower-back, 4 exercises)")
+    assert "warning" not in result.stderr, "the built-in routine leaves room for every cue at every level"
+
+
+def test_validate_warns_naming_an_exercise_whose_tempo_has_no_room_for_its_cues(run_coach, tmp_path):
+    path = tmp_path / "tight.yaml"
+    path.write_text("name: tight\ntitle: Tight\ndescription: d\nexercises:\n  - name: Quick Squat\n"
+                    "    steps: [Stand tall.]\n"
+                    "    dose: {reps: 4, tempo: [{cue: down, seconds: 0.5}, {cue: up, seconds: 0.5}]}\n")
+    result = run_coach("validate", str(path))
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^coach: warning: .*tight\.yaml: Quick Squat \(standard\): \d+ cue\(s\) do not fit",
+                     result.stderr, re.MULTILINE), result.stderr
 
 
 def test_routines_lists_built_ins_and_user_routines(run_coach, coach_env, tmp_path):

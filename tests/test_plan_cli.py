@@ -102,7 +102,7 @@ def test_settings_reach_the_plan(coach):
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["level"] == "harder" and data["voice"]["rate_wpm"] == 200
-    assert [c["title"] for c in data["chapters"]] == ["Introduction", "Dumbbell Good Morning", "Child's Pose", "Finish"]
+    assert [c["title"] for c in data["chapters"]] == ["Introduction", "Barbell Good Morning", "Child's Pose", "Finish"]
     assert [c["text"] for c in data["cues"] if c["phase"] == "countdown"][:5] == ["Five.", "Four.", "Three.", "Two.",
                                                                                    "One."]
 

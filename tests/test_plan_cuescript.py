@@ -82,7 +82,7 @@ def edit(text: str, old: str, new: str) -> str:
 
 @pytest.mark.parametrize("fmt", ["json", "vtt", "srt"])
 def test_an_edited_text_and_a_moved_cue_are_exactly_what_reads_back(timeline, tmp_path, fmt):
-    old_text = "Start on your right side, then alternate."
+    old_text = "Start with your right arm and left leg, then alternate."
     i = next(i for i, c in enumerate(timeline.cues) if c.text == old_text)
     cue = timeline.cues[i]
     j = next(j for j, c in enumerate(timeline.cues) if c.text == "Halfway.")
@@ -118,7 +118,7 @@ def test_an_edited_text_and_a_moved_cue_are_exactly_what_reads_back(timeline, tm
 
 def test_txt_is_a_readable_timed_script_with_chapters(timeline):
     txt = write_script(timeline, "txt")
-    assert txt.splitlines()[0].startswith("Training Your Lower Back (standard level, 20:")
+    assert txt.splitlines()[0].startswith("Training Your Lower Back (standard level, 21:")
     assert "== 0:00.0  Introduction ==" in txt and "Bird-Dog ==" in txt
     for cue in timeline.speech:
         assert " ".join(cue.text.split()) in txt
@@ -163,7 +163,7 @@ def test_json_syntax_errors_name_the_line_and_column(tmp_path):
 
 def test_a_bad_json_cue_is_reported_at_its_line(timeline, tmp_path):
     script = write_script(timeline, "json").splitlines()
-    line = next(n for n, text in enumerate(script, 1) if '"Get into position."' in text)
+    line = next(n for n, text in enumerate(script, 1) if '"Get into position: on your hands and knees' in text)
     script[line - 1] = script[line - 1].replace('"start_s": ', '"start_s": "soon", "was": ')
     message = bad(tmp_path, "b.json", "\n".join(script))
     assert message.startswith(f"{tmp_path / 'b.json'}:{line}: cues[")

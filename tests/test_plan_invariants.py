@@ -26,34 +26,45 @@ tempo = st.lists(st.fixed_dictionaries({"cue": cue_word, "seconds": st.sampled_f
                  min_size=1, max_size=4)
 
 
+roomy_tempo = st.lists(st.fixed_dictionaries({"cue": cue_word, "seconds": st.sampled_from([4.5, 6])}),
+                      min_size=1, max_size=3)
+
+
 @st.composite
-def doses(draw, hold: bool | None = None):
+def doses(draw, hold: bool | None = None, roomy: bool = False):
     hold = draw(st.booleans()) if hold is None else hold
     dose = {
         "sets": draw(st.integers(1, 3)),
         "sides": draw(st.sampled_from(["none", "each", "alternating"])),
+        "side_words": draw(st.sampled_from(["side", "lying", "arm", "leg", "cross"])),
         "setup_s": draw(st.sampled_from([0, 1, 5, 12])),
         "switch_s": draw(st.sampled_from([0, 2, 5, 10])),
-        "rest_between_sets_s": draw(st.sampled_from([0, 1, 3, 8, 30])),
-        "rest_after_s": draw(st.sampled_from([0, 2, 10, 40])),
+        "rest_between_sets_s": draw(st.sampled_from([0, 30, 45] if roomy else [0, 1, 3, 8, 30])),
+        "rest_after_s": draw(st.sampled_from([0, 10, 40] if roomy else [0, 2, 10, 40])),
     }
     if hold:
-        dose["hold_s"] = draw(st.sampled_from([3, 4, 9, 10, 20, 25, 45, 61.5]))
+        dose["hold_s"] = draw(st.sampled_from([25, 45, 61.5] if roomy else [3, 4, 9, 10, 20, 25, 45, 61.5]))
     else:
         dose["reps"] = draw(st.integers(1, 6))
-        if draw(st.booleans()):
-            dose["tempo"] = draw(tempo)
+        if roomy or draw(st.booleans()):
+            dose["tempo"] = draw(roomy_tempo if roomy else tempo)
     return dose
 
 
+step = st.one_of(st.sampled_from(SENTENCES), st.builds(lambda at, text: {at: text}, st.sampled_from(["switch", "exit"]),
+                                                       st.sampled_from(SENTENCES)))
+
+
 @st.composite
-def exercises(draw, index: int):
+def exercises(draw, index: int, roomy: bool = False):
     hold = draw(st.booleans())
     ex = {
         "name": f"Move {index} {draw(st.sampled_from(WORDS))}",
-        "steps": draw(st.lists(st.sampled_from(SENTENCES), min_size=1, max_size=3)),
-        "dose": draw(doses(hold)),
+        "steps": [draw(st.sampled_from(SENTENCES)), *draw(st.lists(step, max_size=3))],
+        "dose": draw(doses(hold, roomy)),
     }
+    if draw(st.booleans()):
+        ex["position"] = draw(st.sampled_from(["on your back", "standing tall, feet apart"]))
     for key in ("purpose", "prerequisites", "safety", "reminder"):
         if draw(st.booleans()):
             ex[key] = draw(st.sampled_from(SENTENCES))
@@ -66,13 +77,21 @@ def exercises(draw, index: int):
             if not hold and draw(st.booleans()):
                 change["reps"] = draw(st.integers(1, 6))
             variants[level] = {"text": draw(st.sampled_from(SENTENCES)), **({"dose": change} if change else {})}
+            words = draw(st.sampled_from(["none", "steps", "finisher", "replace"]))
+            if words == "steps":
+                variants[level].update(name=f"Move {index} {level}", replace_steps={1: draw(st.sampled_from(SENTENCES))},
+                                       equipment=[], reminder="Back flat.")
+            elif words in ("finisher", "replace"):
+                added = {"name": f"Added {index} {level}", "steps": [draw(st.sampled_from(SENTENCES))],
+                         "dose": draw(doses(roomy=roomy))}
+                variants[level]["finisher" if words == "finisher" else "replace_with"] = added
     if variants:
         ex["variants"] = variants
     return ex
 
 
 @st.composite
-def routines(draw):
+def routines(draw, roomy: bool = False):
     n = draw(st.integers(1, 4))
     data = {
         "name": "random",
@@ -81,7 +100,7 @@ def routines(draw):
         "background": draw(st.lists(st.sampled_from(SENTENCES), max_size=2)),
         "advice": draw(st.lists(st.sampled_from(SENTENCES), max_size=2)),
         "equipment": draw(st.lists(st.sampled_from(["a mat", "a chair", "a towel"]), max_size=2, unique=True)),
-        "exercises": [draw(exercises(i)) for i in range(n)],
+        "exercises": [draw(exercises(i, roomy)) for i in range(n)],
     }
     return Routine.model_validate(data)
 
@@ -141,3 +160,17 @@ def test_every_speech_cue_lasts_exactly_its_measured_length(data):
     meter = odd_meter(data.draw(st.sampled_from([0.5, 1.5])))
     for cue in plan(routine, s, meter).speech:
         assert round((cue.end_s - cue.start_s) * 1000) == round(meter(cue.text) * 1000), cue
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_with_room_in_the_dose_nothing_is_dropped_and_every_count_is_spoken(data):
+    """Issue 12: counts and movement cues complete for every rep of every set when the tempo leaves room."""
+    routine = data.draw(routines(roomy=True))
+    s = data.draw(plan_settings(routine))
+    s = PlanSettings(**{**s.__dict__, "pace": data.draw(st.sampled_from([1.0, 1.7])),
+                        "rest_scale": data.draw(st.sampled_from([1.0, 2.5])),
+                        "voice": VoiceSpec(engine="estimate", rate_wpm=data.draw(st.sampled_from([165, 200])))})
+    timeline = plan(routine, s, lambda text: estimate_speech_s(text, s.voice.rate_wpm))
+    check_timeline(timeline, routine, s)  # with nothing dropped, it checks that every count is spoken, 1..N
+    assert timeline.dropped == (), timeline.dropped

@@ -120,3 +120,20 @@ def test_coach_history_without_any_session_says_so(tmp_path):
     env = {**os.environ, "COACH_DATA_DIR": str(tmp_path)}
     result = subprocess.run([sys.executable, "-m", "coach", "history"], env=env, capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout == "" and "No sessions yet" in result.stderr
+
+
+def test_a_returning_listener_defaults_to_the_brief_version_and_can_ask_for_the_full_one(tmp_path):
+    from coach.history import default_verbosity, finished_before
+
+    with History(tmp_path / "h.sqlite3") as h:
+        assert default_verbosity(h, "lower-back") == ("full", False), "a first session hears every word"
+        sid = start(h)
+        h.end(sid, position_s=300.0, step="Bird-Dog", outcome="quit")
+        assert not finished_before(h, "lower-back"), "quitting half-way is not finishing"
+        sid = start(h)
+        h.end(sid, position_s=900.0, step="Finish", outcome="finished")
+        assert finished_before(h, "lower-back")
+        assert not finished_before(h, "/home/me/legs.yaml"), "per routine"
+        assert default_verbosity(h, "lower-back") == ("brief", True)
+        assert default_verbosity(h, "lower-back", "full") == ("full", True)
+    assert default_verbosity(None, "lower-back") == ("full", False), "no history: a first session"

@@ -11,7 +11,7 @@ from typing import Any, Optional
 import typer
 
 from coach.cli.app import (
-    CountdownOpt, EngineOpt, LevelOpt, NoCacheOpt, PaceOpt, RateOpt, RestScaleOpt, VerbosityOpt, VoiceOpt,
+    CountdownOpt, EngineOpt, LevelOpt, NoCacheOpt, PaceOpt, RateOpt, RestScaleOpt, VoiceOpt,
     VolumeOpt, app,
 )
 from coach.errors import AudioDeviceError, CoachError, Interrupted, UsageError
@@ -28,7 +28,9 @@ def play_cmd(
     level: str = LevelOpt,
     rest_scale: float = RestScaleOpt,
     pace: float = PaceOpt,
-    verbosity: str = VerbosityOpt,
+    verbosity: Optional[str] = typer.Option(
+        None, "--verbosity", help="full, or brief (reminders for steps, no background). "
+        "Default: brief once you have finished this routine before, else full."),
     countdown: int = CountdownOpt,
     voice: Optional[str] = VoiceOpt,
     rate: Optional[int] = RateOpt,
@@ -47,17 +49,25 @@ def play_cmd(
     from coach.playback import SimpleaudioSink
     from coach.session import SessionOptions, prepare_session, source_of, warm_up
 
+    from coach.history import default_verbosity
+    from coach.session import is_script
+
     voices_ready = warm_up(engine)
     history = _open_history(quiet)
-    options = SessionOptions(level=level, rest_scale=rest_scale, pace=pace, verbosity=verbosity,
-                             countdown_s=countdown, engine=engine, voice=voice, rate_wpm=rate, volume=volume,
-                             use_cache=not no_cache)
     record = None
     if resume:
         if history is None:
             raise UsageError("--resume: the session history cannot be opened")
         record = resume_record(history, source_of(routine) if routine else None)
         routine = record.source
+        verbosity = verbosity or record.settings.get("verbosity")
+    ref = routine or "lower-back"
+    # A returning listener gets the brief version unless --verbosity says otherwise.
+    verbosity, returning = ("full", False) if is_script(ref) else default_verbosity(history, source_of(ref), verbosity)
+    options = SessionOptions(level=level, rest_scale=rest_scale, pace=pace, verbosity=verbosity,
+                             countdown_s=countdown, engine=engine, voice=voice, rate_wpm=rate, volume=volume,
+                             use_cache=not no_cache, returning=returning and record is None)
+    if record is not None:
         options = options.with_recorded(record.settings)
         if level == "standard":
             options = replace(options, level=record.level)
@@ -71,7 +81,7 @@ def play_cmd(
     try:
         try:
             session = prepare_session(
-                routine or "lower-back", options, early_start=start_from is None and record is None,
+                ref, options, early_start=start_from is None and record is None,
                 progress=(lambda done, total: synthesizing("synth", done, total)) if synthesizing else None)
         finally:
             if synthesizing:

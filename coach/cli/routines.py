@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import typer
 
@@ -67,6 +67,7 @@ def validate_cmd(
 ) -> None:
     """Check routine files; exit 0 when all are valid, 1 otherwise (errors on stderr)."""
     from coach.loader import load_file
+    from coach.planner import room_warnings
 
     bad = 0
     for path in files:
@@ -81,9 +82,19 @@ def validate_cmd(
             print(f"coach: error: {exc.message}", file=sys.stderr)
         else:
             print(f"{path}: ok ({routine.name}, {len(routine.exercises)} exercises)")
+            for warning in room_warnings(routine, _estimate_meter(routine)):
+                print(f"coach: warning: {path}: {warning}", file=sys.stderr)
     if bad:
         print(f"coach: {bad} of {len(files)} file(s) invalid", file=sys.stderr)
         raise typer.Exit(1)
+
+
+def _estimate_meter(routine: Any) -> Any:
+    """Spoken lengths from the words-per-minute estimate at the routine's rate (no synthesis)."""
+    from coach.planner import estimate_speech_s
+
+    rate = routine.voice.rate_wpm or 165
+    return lambda text: estimate_speech_s(text, rate)
 
 
 @app.command("import")

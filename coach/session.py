@@ -112,12 +112,34 @@ class CueClips:
         with self._lock:
             clip = self._sounds.get(name)
         if clip is None:
-            from coach.audio.earcons import load_sound
-            from coach.audio.level import balance_earcon
-
-            clip = balance_earcon(load_sound(name, self.sounds))
+            clip = self._balanced(name)
             with self._lock:
                 self._sounds[name] = clip
+        return clip
+
+    def _balanced(self, name: str) -> Clip:
+        """The earcon balanced under the speech, from the clip cache when it was balanced before."""
+        from coach.audio.earcons import load_sound, sounds_dir
+        from coach.audio.level import EARCON_BELOW_SPEECH_LU, SPEECH_LUFS, balance_earcon
+        from coach.voice.cache import cache_key
+
+        cache = getattr(self.voice, "cache", None)
+        key = None
+        if cache is not None:
+            path = Path(self.sounds.get(name) or sounds_dir() / f"{name}.wav").expanduser()
+            try:
+                stat = path.stat()
+            except OSError:
+                stat = None  # load_sound says what is wrong with it
+            if stat is not None:
+                key = cache_key({"earcon": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+                                 "speech_lufs": SPEECH_LUFS, "below_lu": EARCON_BELOW_SPEECH_LU})
+                cached = cache.get(key)
+                if cached is not None and cached.level is not None:
+                    return cached
+        clip = balance_earcon(load_sound(name, self.sounds))
+        if key is not None:
+            cache.put(key, clip)
         return clip
 
     def level(self, cue: Cue) -> ClipLevel | None:

@@ -51,6 +51,10 @@ class Limiter:
         self._past = self._back + self._context
         self._buf = np.zeros((self._past + self._look, channels))
         self._discard = self._look
+        self.peak_out = 0.0
+        """At least the true peak of everything output so far by the first limiter (linear)."""
+        self.analysed_frames = 0
+        """Frames whose true-peak envelope had to be computed (the bounds did not rule them out)."""
         # The caller's bound on each chunk's true peak (None: unknown), as [frames, bound] in buffer order.
         self._bounds: list[list] = [[len(self._buf), 0.0]]
 
@@ -131,7 +135,9 @@ class Limiter:
         segment = self._buf[p - back - c : p + ready + look + c]
         x = self._buf[p : p + ready]
         bound = self._bound(p - back - c, p + ready + look + c)
+        first = self._stages[0]
         if bound is not None and all(bound * st.pre_gain <= self.ceiling and st.idle for st in self._stages):
+            self.peak_out = max(self.peak_out, bound * first.pre_gain)
             return [(x * st.pre_gain).astype(np.float32) for st in self._stages]
         peak = float(np.max(np.abs(segment)))
         env = None
@@ -139,12 +145,17 @@ class Limiter:
         for stage in self._stages:
             # Far below the ceiling, inter-sample peaks cannot reach it (they stay well within +6 dB).
             if peak * stage.pre_gain * 2 <= self.ceiling and stage.idle:
+                if stage is first:
+                    self.peak_out = max(self.peak_out, peak * stage.pre_gain * 2)
                 outs.append((x * stage.pre_gain).astype(np.float32))
                 continue
             if env is None:
                 chans = [0] if _identical_channels(segment) else range(self.channels)
                 env = np.max([peak_envelope(segment[:, ch]) for ch in chans], axis=0)
                 env_peak = float(env.max())
+                self.analysed_frames += ready
+            if stage is first:
+                self.peak_out = max(self.peak_out, min(self.ceiling, env_peak * stage.pre_gain))
             if env_peak * stage.pre_gain <= self.ceiling and stage.idle:
                 outs.append((x * stage.pre_gain).astype(np.float32))
                 continue

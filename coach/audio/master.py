@@ -86,7 +86,7 @@ class Master:
         self.peak_bound = 0.0
         """At least the true peak of everything yielded so far (linear); the limiter keeps it at the ceiling."""
         self.limited_frames = 0
-        """Frames the limiter had to analyse (where the bound alone did not keep them under the ceiling)."""
+        """Frames the limiter had to analyse (where the clips' peaks alone did not keep them under the ceiling)."""
 
     # -- loudness by construction -------------------------------------------
 
@@ -135,7 +135,6 @@ class Master:
         mix_channels = 2 if self.music is not None else 1
         limiter = Limiter(rate, mix_channels, self.ceiling_dbtp)
         gain = 10 ** (self.gain_db / 20)
-        ceiling = limiter.ceiling
         # Input runs past `last` by the limiter's delay so what is yielded saw its look-ahead.
         input_last = min(self.total_frames, last + limiter.delay_frames)
         out_pos = primed  # session frame of the next limiter output frame
@@ -163,18 +162,20 @@ class Master:
                 return None
             return spread(out[lo - a : hi - a])
 
+        def note() -> None:
+            self.peak_bound = max(self.peak_bound, limiter.peak_out)
+            self.limited_frames = analysed[0] + limiter.analysed_frames
+
+        analysed = [self.limited_frames]
         for block, bound in mixed():
-            if bound is None or bound > ceiling:
-                self.limited_frames += len(block)
-            out = limiter.process(block, bound)
-            self.peak_bound = max(self.peak_bound, min(ceiling, bound) if bound is not None else ceiling)
-            piece = take(out)
+            piece = take(limiter.process(block, bound))
             if piece is not None:
                 yield piece
             if out_pos >= last:
+                note()
                 return
-        tail = limiter.flush()
-        piece = take(tail)
+        piece = take(limiter.flush())
+        note()
         if piece is not None:
             yield piece
         if out_pos < last:  # past the session's end: silence

@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from coach.timeline import Timeline
 
 AUDIO_EXTENSIONS = frozenset(
-    ".wav .wave .flac .ogg .oga .opus .mp3 .aif .aiff .aifc .au .snd .w64 .caf .wv".split()
+    ".wav .wave .flac .ogg .oga .opus .mp3 .aif .aiff .aifc .au .snd .w64 .caf".split()
 )
 """Files of a music folder that are tried; others (cover art, notes) are ignored."""
 PLAYLIST_EXTENSIONS = (".m3u", ".m3u8")
@@ -262,6 +262,12 @@ def probe(path: Path) -> Track:
     try:
         if path.stat().st_size == 0:
             raise TrackDecodeError("the file is empty")
+        with open(path, "rb") as handle:
+            head = handle.read(4)
+        if not _looks_like_audio(head):
+            # Checked before libsndfile: it hands anything it does not recognise to its
+            # MP3 decoder, which prints "Illegal Audio-MPEG-Header" notes on stderr.
+            raise TrackDecodeError("not an audio file python-soundfile can decode")
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError) as exc:
         raise TrackDecodeError(f"not an audio file python-soundfile can decode ({_why(exc)})") from None
@@ -270,6 +276,16 @@ def probe(path: Path) -> Track:
     if info.samplerate <= 0 or info.channels <= 0:
         raise TrackDecodeError("not an audio file python-soundfile can decode")
     return Track(path=path, native_rate_hz=int(info.samplerate), channels=int(info.channels), format=str(info.format))
+
+
+_MAGIC = (b"RIFF", b"RF64", b"BW64", b"riff", b"fLaC", b"OggS", b"ID3", b"FORM", b".snd", b"caff")
+
+
+def _looks_like_audio(head: bytes) -> bool:
+    """True if a file's first bytes start a container libsndfile reads, or an MPEG audio frame."""
+    if head.startswith(_MAGIC):
+        return True
+    return len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0
 
 
 def _header_frames(path: Path) -> int | None:
@@ -422,7 +438,8 @@ def _problem(track: Track, analysis: TrackAnalysis) -> str | None:
 
 def natural_key(name: str) -> list[object]:
     """Sort key putting "track 2" before "track 10" (numbers compared as numbers, case ignored)."""
-    return [(0, int(part), part) if part.isdigit() else (1, part.casefold(), part) for part in re.split(r"(\d+)", name)]
+    parts = [(0, int(part), "") if part.isdigit() else (1, 0, part.casefold()) for part in re.split(r"(\d+)", name)]
+    return [*parts, (2, 0, name)]  # exact name last: the order never depends on the listing's order
 
 
 def _folder_files(folder: Path) -> list[Path]:
@@ -456,14 +473,12 @@ def _playlist_files(playlist: Path, warn: Warn) -> list[Path]:
             warn(f"{playlist}:{number}: skipped {entry}: only local files can be played")
             continue
         path = Path(entry).expanduser()
-        out.append((path if path.is_absolute() else playlist.parent / path, number))
-    files = []
-    for path, number in out:
+        path = path if path.is_absolute() else playlist.parent / path
         if path.is_file():
-            files.append(path)
+            out.append(path)
         else:
             warn(f"{playlist}:{number}: skipped {path}: no such file")
-    return files
+    return out
 
 
 def open_music(

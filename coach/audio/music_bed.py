@@ -238,7 +238,8 @@ class MusicBed:
             while pos < end_frame:
                 end = min(pos + block_frames, end_frame)
                 out = np.zeros((end - pos, 2), dtype=np.float32)
-                k = max(0, bisect_right(self._starts, pos) - 1)
+                # Overlaps are at most half a track, so at most the one before the last started is still on.
+                k = max(0, bisect_right(self._starts, pos) - 2)
                 while k < len(self.placements) and self.placements[k].start < end:
                     p = self.placements[k]
                     if p.end > pos:

@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from coach.audio.loudness import STEP_S, k_weighting_sos
-from coach.audio.music import Track, TrackAnalysis, TrackDecodeError, decoded_blocks
+from coach.audio.music_tracks import Track, TrackAnalysis, TrackDecodeError, decoded_blocks
 
 if TYPE_CHECKING:
     from coach.audio.music import Playlist

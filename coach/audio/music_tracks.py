@@ -10,6 +10,7 @@ from these.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import math
@@ -122,13 +123,18 @@ def _open_for_reading(path: Path):
     header-less MP3s short. Declaring the file not seekable turns both off; explicit
     ``seek`` calls still work.
     """
+    return _sequential_class()(str(path))
+
+
+@functools.cache
+def _sequential_class() -> type:
     import soundfile as sf
 
-    class _Sequential(sf.SoundFile):
+    class SequentialSoundFile(sf.SoundFile):
         def seekable(self) -> bool:
             return False
 
-    return _Sequential(str(path))
+    return SequentialSoundFile
 
 
 class TrackDecodeError(Exception):

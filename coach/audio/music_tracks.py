@@ -74,7 +74,8 @@ class Track:
 
 def step_edges(steps: int, sample_rate_hz: int, frames: int) -> np.ndarray:
     """Step boundaries as ``LoudnessMeter`` places them; the last one is cut at ``frames``."""
-    edges = np.array([int(round(i * STEP_S * sample_rate_hz)) for i in range(steps + 1)], dtype=np.int64)
+    # Same arithmetic and rounding (half to even) as LoudnessMeter's int(round(i * STEP_S * rate)).
+    edges = np.round(np.arange(steps + 1) * STEP_S * sample_rate_hz).astype(np.int64)
     if steps:
         edges[-1] = min(edges[-1], frames)
     return edges

@@ -55,6 +55,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from coach.audio.music_bed import DEFAULT_DUCK_DB, DEFAULT_FADE_OUT_S, MusicBed, speech_over_music_lu
 from coach.audio.music_tracks import (
     AnalysisCache,
     Track,
@@ -71,13 +72,12 @@ from coach.audio.music_tracks import (
 from coach.errors import InputFileError
 
 __all__ = [
-    "DEFAULT_MUSIC_LEVEL_DB", "Playlist", "Track", "TrackAnalysis", "TrackDecodeError", "analyse",
+    "DEFAULT_DUCK_DB", "DEFAULT_FADE_OUT_S", "DEFAULT_MUSIC_LEVEL_DB", "MusicBed", "Playlist", "Track", "TrackAnalysis", "TrackDecodeError", "analyse",
     "decoded_blocks", "default_cache_dir", "integrated_from_steps", "natural_key", "open_music",
-    "probe", "resolve_music_path", "step_edges",
+    "probe", "resolve_music_path", "speech_over_music_lu", "step_edges",
 ]
 
 if TYPE_CHECKING:
-    from coach.audio.music_bed import MusicBed
     from coach.timeline import Timeline
 
 AUDIO_EXTENSIONS = frozenset(
@@ -164,13 +164,16 @@ class Playlist:
         sample_rate_hz: int,
         *,
         level_lufs: float,
-        duck_db: float = 12.0,
+        duck_db: float = DEFAULT_DUCK_DB,
         crossfade_s: float = 0.0,
-        fade_out_s: float = 5.0,
+        fade_out_s: float = DEFAULT_FADE_OUT_S,
     ) -> MusicBed:
-        """Lay the playlist out under ``timeline``: see ``coach.audio.music_bed.MusicBed``."""
-        from coach.audio.music_bed import MusicBed
+        """Lay the playlist out under ``timeline`` at ``sample_rate_hz``: see ``coach.audio.music_bed``.
 
+        ``level_lufs`` is each track's loudness before ducking, ``duck_db`` how far the
+        music goes down under cues, ``crossfade_s`` the overlap of consecutive tracks,
+        ``fade_out_s`` the fade at the session's end.
+        """
         return MusicBed(
             self, timeline, sample_rate_hz, level_lufs=level_lufs, duck_db=duck_db,
             crossfade_s=crossfade_s, fade_out_s=fade_out_s, warn=self._warn,

@@ -514,3 +514,20 @@ def test_a_bad_music_field_is_reported_where_it_is(tmp_path: Path) -> None:
     problems = err.value.problems
     assert f"{routine_file}:7:13: music.level_db: expected a number <= 0, got 6" in problems
     assert any(p.startswith(f"{routine_file}:6:3: music: unknown key 'shuffle'") for p in problems), problems
+
+
+def test_opus_and_many_channel_files_play_as_stereo_at_the_music_level(tmp_path: Path, cache: Path) -> None:
+    sf.write(tmp_path / "a quad.flac", music_signal(4.0, 32000, 4, 250, 7), 32000)
+    sf.write(tmp_path / "b voice.opus", music_signal(4.0, 48000, 1, 180, 8), 48000, format="OGG", subtype="OPUS")
+    playlist = open_music([tmp_path], cache_dir=cache)
+    assert [t.channels for t in playlist.tracks] == [4, 1]
+    bed = playlist.schedule(timeline(8.0), RATE, level_lufs=LEVEL_LUFS, fade_out_s=0)
+    out = render(bed)
+    assert out.shape == (8 * RATE, 2)
+    for p in bed.placements[:2]:
+        meter = LoudnessMeter(RATE, 2)
+        meter.add(out[p.start + RATE // 2 : min(p.end, bed.frames) - RATE // 2])
+        assert meter.integrated_lufs() == pytest.approx(LEVEL_LUFS, abs=0.5), p.track.path.name
+    assert bed.now_playing(RATE).path.name == "a quad.flac"
+    assert bed.now_playing(bed.placements[1].start + 10).path.name == "b voice.opus"
+    assert bed.now_playing(bed.frames) is None

@@ -348,6 +348,18 @@ class VoiceDefaults(_Model):
     volume: float | None = Field(default=None, ge=0.1, le=1.0)
 
 
+class MusicSettings(_Model):
+    """Music played under the voice (``coach.audio.music``); the command line can override it."""
+
+    path: Annotated[str, Field(min_length=1, max_length=4000)] = Field(
+        description="A folder of audio files, an .m3u/.m3u8 playlist or one audio file, relative to the routine file."
+    )
+    level_db: float | None = Field(
+        default=None, ge=-40, le=0,
+        description="Loudness of the music relative to the speech, in dB (-40..0; default -14), before ducking.",
+    )
+
+
 class Routine(_Model):
     """A whole routine: what to say before, the exercises in order, and the voice."""
 
@@ -370,6 +382,7 @@ class Routine(_Model):
     sounds: dict[Literal["start", "tick", "rest", "switch", "finish"], Annotated[str, Field(min_length=1)]] = Field(
         default_factory=dict, description="Replacement WAV files for the earcons, relative to the routine file."
     )
+    music: MusicSettings | None = Field(default=None, description="Music to play under the voice.")
     exercises: tuple[Exercise, ...] = Field(min_length=1, max_length=1000)
 
     @model_validator(mode="after")

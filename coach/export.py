@@ -71,14 +71,15 @@ def export(
     script_format: str | None = None,
     progress: Progress | None = None,
     sounds: Mapping[str, str] | None = None,
-    music: MusicSource | None = None,
+    music: Callable[[float], MusicSource] | None = None,
 ) -> ExportResult:
     """Render ``timeline`` with ``voice`` to ``output`` (a path, or a binary stream for a WAV).
 
     ``split_dir`` also (or instead, when ``output`` is None) writes one file per
     chapter plus an .m3u playlist; ``script_path`` writes the cue script too, in
     the format its extension names unless ``script_format`` is given. ``sounds``
-    replaces built-in earcons (default: the timeline's own).
+    replaces built-in earcons (default: the timeline's own); ``music(voice_lufs)`` lays
+    music out under the voice (``PreparedSession.music.bed_for``).
     Raises OutputError, UsageError, SpeechEngineError, InputFileError.
     """
     from coach.session import CueClips

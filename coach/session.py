@@ -54,6 +54,15 @@ class SessionOptions:
     """The listener finished this routine before: a brief plan says it is the brief version."""
     skip_how: str | None = None
     """How the listener skips an exercise hands-free (None: the planner's words for `coach play`)."""
+    music: tuple[str, ...] = ()
+    """Music under the voice: folders, playlists or files (empty: the routine's ``music:``, if any)."""
+    shuffle: bool = False
+    shuffle_seed: int | None = None
+    """The shuffle's seed (recorded, so that --resume hears the same order)."""
+    music_level_db: float | None = None
+    """The music's loudness against the speech, before ducking (None: the routine's, or -14)."""
+    crossfade_s: float = 0.0
+    no_music: bool = False
 
     def plan_settings(self, voice: VoiceSpec) -> PlanSettings:
         from coach.planner import PlanSettings
@@ -74,15 +83,18 @@ class SessionOptions:
         """The options as the session history stores them (``from_dict`` reads them back)."""
         return {"level": self.level, "rest_scale": self.rest_scale, "pace": self.pace,
                 "verbosity": self.verbosity, "countdown_s": self.countdown_s, "start_at": self.start_at,
-                "returning": self.returning}
+                "returning": self.returning, "music": list(self.music), "shuffle": self.shuffle,
+                "shuffle_seed": self.shuffle_seed, "music_level_db": self.music_level_db,
+                "crossfade_s": self.crossfade_s, "no_music": self.no_music}
 
     def with_recorded(self, recorded: Mapping[str, Any]) -> SessionOptions:
         """These options, with what a recorded session used wherever these are at their default."""
         default = SessionOptions()
         changes = {}
-        for key in ("rest_scale", "pace", "verbosity", "countdown_s", "start_at", "returning"):
+        for key in ("rest_scale", "pace", "verbosity", "countdown_s", "start_at", "returning", "music", "shuffle",
+                    "shuffle_seed", "music_level_db", "crossfade_s", "no_music"):
             if key in recorded and getattr(self, key) == getattr(default, key):
-                changes[key] = recorded[key]
+                changes[key] = tuple(recorded[key]) if key == "music" else recorded[key]
         engine_keys = {"engine": "engine", "voice": "voice", "rate_wpm": "rate_wpm", "volume": "volume"}
         for mine, theirs in engine_keys.items():
             if getattr(self, mine) is None and recorded.get(theirs) is not None:
@@ -153,8 +165,11 @@ class PreparedSession:
     """A timeline ready to play or export, with its voice and sounds."""
 
     def __init__(self, timeline: Timeline, voice: Voice, source: str, name: str, options: SessionOptions,
-                 rest: Future[Timeline] | None = None, expected_duration_s: float | None = None) -> None:
+                 rest: Future[Timeline] | None = None, expected_duration_s: float | None = None,
+                 music: MusicChoice | None = None) -> None:
         self.timeline = timeline
+        self.music = music
+        """The music under the voice, if any (its tracks already analysed)."""
         self.voice = voice
         self.source = source
         self.name = name
@@ -174,15 +189,21 @@ class PreparedSession:
         """The one mix of ``timeline`` (default: this session's) for a player or a file."""
         from coach.audio.master import CEILING_DBTP, Master
 
-        return Master(timeline or self.timeline, self.clips, level_for=self.clips.level,
+        timeline = timeline or self.timeline
+        if music is None and self.music is not None:
+            music = self.music.bed_for(timeline, sample_rate_hz, self.duration_s)
+        return Master(timeline, self.clips, level_for=self.clips.level,
                       sample_rate_hz=sample_rate_hz, channels=channels,
                       ceiling_dbtp=CEILING_DBTP["play"] if ceiling_dbtp is None else ceiling_dbtp, music=music)
 
     def settings(self) -> dict[str, Any]:
         """What the history records to play this session again the same way."""
         spec = self.voice.spec
+        options = self.options
+        if self.music is not None:
+            options = replace(options, shuffle_seed=self.music.playlist.seed)
         return {"engine": spec.engine, "voice": spec.voice, "rate_wpm": spec.rate_wpm, "volume": spec.volume,
-                **self.options.to_dict()}
+                **options.to_dict()}
 
     def warm(self, start_s: float) -> None:
         """Synthesize what is not ready yet in the background, in time order from ``start_s``.
@@ -203,6 +224,59 @@ class PreparedSession:
 
     def close(self) -> None:
         self.voice.close()
+
+
+@dataclass
+class MusicChoice:
+    """A playlist and how it sits under the voice; scheduled for each timeline a master mixes."""
+
+    playlist: Any
+    level_db: float
+    crossfade_s: float = 0.0
+
+    def bed_for(self, timeline: Timeline, sample_rate_hz: int, duration_s: float) -> Callable[[float], MusicSource]:
+        """A factory the master calls with the voice's loudness: the music goes ``level_db`` under it.
+
+        Music time is session time, so the introduction of an early start and the whole
+        session lay the same music out; the intro's bed runs on to the session's end
+        (no fade-out when the intro is over).
+        """
+        whole = timeline if timeline.duration_s >= duration_s else replace(timeline, duration_s=duration_s)
+
+        def schedule(voice_lufs: float) -> MusicSource:
+            return self.playlist.schedule(whole, sample_rate_hz, level_lufs=voice_lufs + self.level_db,
+                                          crossfade_s=self.crossfade_s)
+
+        return schedule
+
+
+def open_session_music(options: SessionOptions, routine: Routine | None, ref: str, *,
+                       warn: Callable[[str], None], sample_rate_hz: int = 44100,
+                       progress: Progress | None = None) -> MusicChoice | None:
+    """The music the options (or else the routine) name, analysed; None for none."""
+    if options.no_music:
+        return None
+    from coach.audio.music import DEFAULT_MUSIC_LEVEL_DB, open_music, resolve_music_path
+
+    sources: list[str | Path] = list(options.music)
+    level_db = options.music_level_db
+    if not sources and routine is not None and routine.music is not None:
+        from coach.loader import resolve, user_routine_dir
+
+        where = resolve(ref)
+        base_dir = where.parent if isinstance(where, Path) else user_routine_dir()
+        sources = [resolve_music_path(routine.music.path, base_dir)]
+        if level_db is None:
+            level_db = routine.music.level_db
+    if not sources:
+        return None
+    if not 0 <= options.crossfade_s <= 30:
+        raise UsageError(f"--crossfade: expected seconds between 0 and 30, got {options.crossfade_s:g}")
+    if level_db is not None and not -40 <= level_db <= 0:
+        raise UsageError(f"--music-level: expected dB between -40 and 0, got {level_db:g}")
+    playlist = open_music(sources, shuffle=options.shuffle, seed=options.shuffle_seed, warn=warn,
+                          sample_rate_hz=sample_rate_hz, progress=progress)
+    return MusicChoice(playlist, DEFAULT_MUSIC_LEVEL_DB if level_db is None else level_db, options.crossfade_s)
 
 
 # -- preparing --------------------------------------------------------------------
@@ -233,13 +307,16 @@ def is_script(ref: str) -> bool:
 
 
 def prepare_session(ref: str, options: SessionOptions = SessionOptions(), *,
-                    progress: Progress | None = None, early_start: bool = False) -> PreparedSession:
+                    progress: Progress | None = None, early_start: bool = False,
+                    warn: Callable[[str], None] = lambda line: None, sample_rate_hz: int = 44100,
+                    music_progress: Progress | None = None) -> PreparedSession:
     """Load ``ref`` and plan it (a routine) or read it (a cue script), with its voice open.
 
     ``progress(done, total)`` follows the synthesis of the routine's cues.
     ``early_start``: when the introduction's speech is not in the clip cache yet, plan
     only the introduction now and the rest in the background (``PreparedSession.rest``),
-    so that playing can start at once.
+    so that playing can start at once. ``warn`` gets one line for each music file skipped;
+    ``music_progress`` follows the first analysis of the music.
     """
     from coach.voice import open_voice
 
@@ -251,16 +328,21 @@ def prepare_session(ref: str, options: SessionOptions = SessionOptions(), *,
             raise UsageError(f"{', '.join(changed)}: a cue script is already planned; plan options apply to routines",
                              hint="plan the routine again with `coach plan ... --format json`")
         timeline = read_script(ref)
+        music = open_session_music(options, None, ref, warn=warn, sample_rate_hz=sample_rate_hz,
+                                   progress=music_progress)
         base = timeline.voice
         spec = VoiceSpec(engine=options.engine or base.engine, voice=options.voice or base.voice,
                          rate_wpm=options.rate_wpm if options.rate_wpm is not None else base.rate_wpm,
                          volume=options.volume if options.volume is not None else base.volume)
         voice = open_voice(spec, use_cache=options.use_cache)
-        return PreparedSession(timeline, voice, source_of(ref), timeline.routine or Path(ref).stem, options)
+        return PreparedSession(timeline, voice, source_of(ref), timeline.routine or Path(ref).stem, options,
+                               music=music)
 
     from coach.loader import load_routine
 
     routine = load_routine(ref)
+    music = open_session_music(options, routine, ref, warn=warn, sample_rate_hz=sample_rate_hz,
+                               progress=music_progress)
     spec = voice_spec(routine, engine=options.engine, voice=options.voice, rate=options.rate_wpm,
                       volume=options.volume)
     voice = open_voice(spec, use_cache=options.use_cache)
@@ -274,12 +356,13 @@ def prepare_session(ref: str, options: SessionOptions = SessionOptions(), *,
                 intro, rest, expected_s = early
                 intro = replace(intro, sounds=sounds)
                 return PreparedSession(intro, voice, source_of(ref), routine.name, options,
-                                       rest=_with_sounds(rest, sounds), expected_duration_s=expected_s)
+                                       rest=_with_sounds(rest, sounds), expected_duration_s=expected_s, music=music)
         timeline = plan_measured(routine, settings, voice, sound_lengths_s=lengths, progress=progress)
     except BaseException:
         voice.close()
         raise
-    return PreparedSession(replace(timeline, sounds=sounds), voice, source_of(ref), routine.name, options)
+    return PreparedSession(replace(timeline, sounds=sounds), voice, source_of(ref), routine.name, options,
+                           music=music)
 
 
 def _with_sounds(rest: Future[Timeline], sounds: dict[str, str]) -> Future[Timeline]:

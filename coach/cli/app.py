@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, List, Optional
 
 import typer
 
@@ -39,6 +39,33 @@ RateOpt = typer.Option(None, "--rate", help="Speaking rate in words per minute (
 VolumeOpt = typer.Option(None, "--volume", help="Speech volume, 0.1..1.0.")
 NoCacheOpt = typer.Option(False, "--no-cache", help="Synthesize every cue again (bypass the clip cache).")
 OutputOpt = typer.Option(None, "--output", "-o", help="Output file; `-` (or none) for stdout.")
+
+# Music under the voice (play and export).
+MusicOpt = typer.Option(
+    None, "--music", help="Music under the voice: a folder, an .m3u/.m3u8 playlist or an audio file "
+    "(repeat for more). Default: the routine's music, if it names any.")
+ShuffleOpt = typer.Option(False, "--shuffle", help="Play the music in a random order (--resume keeps it).")
+MusicLevelOpt = typer.Option(
+    None, "--music-level", help="Music loudness against the speech in dB, before ducking (-40..0). [default: -14]")
+CrossfadeOpt = typer.Option(0.0, "--crossfade", help="Seconds of overlap between tracks (0: gapless).")
+NoMusicOpt = typer.Option(False, "--no-music", help="No music, even if the routine names some.")
+
+MusicList = Optional[List[str]]
+
+
+def warn_line(line: str) -> None:
+    """One warning line on stderr (a skipped music file, ...)."""
+    import sys
+
+    print(f"coach: warning: {line}", file=sys.stderr)
+
+
+def music_options(music: MusicList, shuffle: bool, music_level: Optional[float], crossfade: float,
+                  no_music: bool) -> dict[str, Any]:
+    """The music options as SessionOptions fields."""
+    return {"music": tuple(music or ()), "shuffle": shuffle, "music_level_db": music_level,
+            "crossfade_s": crossfade, "no_music": no_music}
+
 
 
 def output_is_stdout(path: Optional[Path]) -> bool:

@@ -12,6 +12,7 @@ import typer
 from coach.cli.app import (
     CountdownOpt, EngineOpt, FromExerciseOpt, LevelOpt, NoCacheOpt, PaceOpt, RateOpt, RestScaleOpt,
     VerbosityOpt, VoiceOpt, VolumeOpt, app,
+    CrossfadeOpt, MusicLevelOpt, MusicList, MusicOpt, NoMusicOpt, ShuffleOpt, music_options, warn_line,
 )
 from coach.errors import UsageError
 
@@ -35,6 +36,11 @@ def export_cmd(
     rate: Optional[int] = RateOpt,
     volume: Optional[float] = VolumeOpt,
     engine: Optional[str] = EngineOpt,
+    music: MusicList = MusicOpt,
+    shuffle: bool = ShuffleOpt,
+    music_level: Optional[float] = MusicLevelOpt,
+    crossfade: float = CrossfadeOpt,
+    no_music: bool = NoMusicOpt,
     sample_rate: int = typer.Option(44100, "--sample-rate", help="Output sample rate in Hz."),
     mono: bool = typer.Option(False, "--mono", help="One channel instead of two."),
     split: Optional[Path] = typer.Option(
@@ -68,9 +74,12 @@ def export_cmd(
         check_target(script, force)
     options = SessionOptions(level=level, rest_scale=rest_scale, pace=pace, verbosity=verbosity,
                              countdown_s=countdown, start_at=start_from, engine=engine, voice=voice,
-                             rate_wpm=rate, volume=volume, use_cache=not no_cache)
+                             rate_wpm=rate, volume=volume, use_cache=not no_cache,
+                             skip_how="use the next-chapter button of your player",
+                             **music_options(music, shuffle, music_level, crossfade, no_music))
     session = prepare_session(
-        source, options,
+        source, options, warn=warn_line, sample_rate_hz=sample_rate,
+        music_progress=(lambda done, total: progress("music", done, total)) if progress else None,
         # Planning synthesizes every cue (export's own "synth" stage then finds them ready): show it.
         progress=(lambda done, total: progress("synth", done, total)) if progress else None,
     )
@@ -85,6 +94,7 @@ def export_cmd(
             split_dir=split,
             script_path=script,
             progress=progress,
+            music=session.music.bed_for(session.timeline, sample_rate, session.duration_s) if session.music else None,
         )
     finally:
         if progress:
@@ -102,7 +112,7 @@ def export_cmd(
 class ProgressLine:
     """A one-line progress display on a terminal: stage, bar, percent; redrawn at most 10 times a second."""
 
-    LABELS = {"synth": "synthesizing", "write": "writing"}
+    LABELS = {"synth": "synthesizing", "music": "reading music", "write": "writing"}
 
     def __init__(self, stream: TextIO, width: int = 30) -> None:
         self.stream = stream
@@ -118,7 +128,7 @@ class ProgressLine:
         fraction = done / total if total else 1.0
         filled = int(round(fraction * self.width))
         label = self.LABELS.get(stage, stage)
-        count = f" {done}/{total}" if stage == "synth" else ""
+        count = f" {done}/{total}" if stage in ("synth", "music") else ""
         self.stream.write(f"\r{label:<13}[{'#' * filled}{'.' * (self.width - filled)}] {fraction:4.0%}{count}\x1b[K")
         self.stream.flush()
         self._shown = True

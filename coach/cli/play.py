@@ -13,6 +13,7 @@ import typer
 from coach.cli.app import (
     CountdownOpt, EngineOpt, LevelOpt, NoCacheOpt, PaceOpt, RateOpt, RestScaleOpt, VoiceOpt,
     VolumeOpt, app,
+    CrossfadeOpt, MusicLevelOpt, MusicList, MusicOpt, NoMusicOpt, ShuffleOpt, music_options, warn_line,
 )
 from coach.errors import AudioDeviceError, CoachError, Interrupted, UsageError
 
@@ -36,6 +37,11 @@ def play_cmd(
     rate: Optional[int] = RateOpt,
     volume: Optional[float] = VolumeOpt,
     engine: Optional[str] = EngineOpt,
+    music: MusicList = MusicOpt,
+    shuffle: bool = ShuffleOpt,
+    music_level: Optional[float] = MusicLevelOpt,
+    crossfade: float = CrossfadeOpt,
+    no_music: bool = NoMusicOpt,
     start_from: Optional[str] = typer.Option(
         None, "--from", help="Start at an exercise (id, name or number) or a time (M:SS)."),
     resume: bool = typer.Option(
@@ -66,7 +72,8 @@ def play_cmd(
     verbosity, returning = ("full", False) if is_script(ref) else default_verbosity(history, source_of(ref), verbosity)
     options = SessionOptions(level=level, rest_scale=rest_scale, pace=pace, verbosity=verbosity,
                              countdown_s=countdown, engine=engine, voice=voice, rate_wpm=rate, volume=volume,
-                             use_cache=not no_cache, returning=returning and record is None)
+                             use_cache=not no_cache, returning=returning and record is None,
+                             **music_options(music, shuffle, music_level, crossfade, no_music))
     if record is not None:
         options = options.with_recorded(record.settings)
         if level == "standard":
@@ -81,8 +88,9 @@ def play_cmd(
     try:
         try:
             session = prepare_session(
-                ref, options, early_start=start_from is None and record is None,
-                progress=(lambda done, total: synthesizing("synth", done, total)) if synthesizing else None)
+                ref, options, early_start=start_from is None and record is None, warn=warn_line,
+                progress=(lambda done, total: synthesizing("synth", done, total)) if synthesizing else None,
+                music_progress=(lambda done, total: synthesizing("music", done, total)) if synthesizing else None)
         finally:
             if synthesizing:
                 synthesizing.close()

@@ -172,6 +172,10 @@ class Status:
     side: str | None = None
     event: str = "tick"
     """tick, start, pause, resume, next, back, seek, repeat, seam, finish, quit."""
+    step_index: int = 0
+    """Index of ``step`` among the session's steps (0 is the first)."""
+    steps: int = 1
+    """How many steps the session has (a step to skip to follows when ``step_index + 1 < steps``)."""
 
     @property
     def left_s(self) -> float:
@@ -550,5 +554,7 @@ class Player:
     def _emit(self, event: str, position_s: float | None = None) -> None:
         position = self.position_s() if position_s is None else position_s
         phase, left = self.map.phase_at(position)
+        index = self.map.step_index(position)
         self.on_status(Status(position, self.timeline.duration_s, self._state.paused_at_s is not None,
-                              self.map.step_at(position), phase, left, self.map.side_at(position), event))
+                              self.map.steps[index], phase, left, self.map.side_at(position), event,
+                              index, len(self.map.steps)))

@@ -47,10 +47,16 @@ def play_cmd(
         False, "--resume", help="Continue the last unfinished session from the start of its step."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No status line on stderr."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Synthesize speech again instead of using the clip cache."),
+    no_media_keys: bool = typer.Option(
+        False, "--no-media-keys", help="Do not register as a desktop media player (MPRIS): media keys, "
+        "media widgets and headset buttons then do nothing."),
+    verbose: bool = typer.Option(False, "--verbose", help="Say whether media keys are on, and if not why."),
 ) -> None:
-    """Coach a session aloud, live: keys pause, skip, go back, repeat and quit."""
+    """Coach a session aloud, live: keys, media keys and headset buttons pause, skip, go back and quit."""
     from coach.history import resume_record
+    from coach.media import start_media_controls
     from coach.playback import SimpleaudioSink
+    from coach.player import MonotonicClock, QueueInbox
 
     _warm_up_rendering()
     voices_ready = _warm_up_voices(engine)
@@ -71,6 +77,10 @@ def play_cmd(
     sink = SimpleaudioSink()
     # Fail before planning when there is no device, and keep it awake (Bluetooth) until the session starts.
     held = sink.hold()
+    # Media keys and headset buttons (MPRIS): commands into the same inbox as the keys.
+    inbox = QueueInbox(MonotonicClock())
+    notice = (lambda line: print(f"coach: {line}", file=sys.stderr)) if verbose else None
+    media = None if no_media_keys else start_media_controls(inbox.put, notice=notice)
     voices_ready.join()
     from coach.cli.export import ProgressLine
 
@@ -86,11 +96,13 @@ def play_cmd(
             if synthesizing:
                 synthesizing.close()
         try:
-            _play(session, sink, held, history, record, start_from, quiet)
+            _play(session, sink, held, history, record, start_from, quiet, inbox, media)
         finally:
             session.close()
     finally:
         held.stop()
+        if media is not None:
+            media.close()
         if history is not None:
             history.close()
 
@@ -383,8 +395,8 @@ def _open_history(quiet: bool) -> Any:
 
 
 def _play(session: PreparedSession, sink: Any, held: Any, history: Any, record: Any, start_from: str | None,
-          quiet: bool) -> None:
-    from coach.player import KEYS_HELP, MonotonicClock, Player, PlayerOptions, QueueInbox
+          quiet: bool, inbox: Any, media: Any) -> None:
+    from coach.player import KEYS_HELP, Player, PlayerOptions
     from coach.session_map import SessionMap
 
     timeline = session.timeline
@@ -409,17 +421,18 @@ def _play(session: PreparedSession, sink: Any, held: Any, history: Any, record: 
                                        settings=session.settings(), duration_s=session.duration_s,
                                        position_s=start_s, step=step)
 
-    clock = MonotonicClock()
-    inbox = QueueInbox(clock)
+    clock = inbox.clock
     status = _StatusLine(sys.stderr, quiet)
     saver = _Saver(history, session_id)
-    interactive = sys.stdin.isatty()
+    interactive = _keyboard_is_ours(sys.stdin)
 
     def on_status(st: Any) -> None:
         if st.duration_s < session.duration_s:  # the intro of an early start: count the whole session
             st = replace(st, duration_s=session.duration_s)
         status(st)
         saver(st)
+        if media is not None:
+            media.update(st, title=timeline.title or session.name)
 
     player = Player(timeline, session.clip_for, sink, clock, inbox, say=session.voice.clip, on_status=on_status,
                     options=PlayerOptions(max_stream_s=sink.max_stream_s))
@@ -472,6 +485,15 @@ def _play(session: PreparedSession, sink: Any, held: Any, history: Any, record: 
     else:
         saver.end(outcome.position_s, step, "quit")
         print(f"coach: stopped at {smap.describe(outcome.position_s)}; resume with: {resume_cmd}", file=sys.stderr)
+
+
+def _keyboard_is_ours(stream: TextIO) -> bool:
+    """True on a terminal whose foreground we are: in the background (`coach play &`), changing
+    the terminal's mode would stop the process (SIGTTOU); media keys are the controls there."""
+    try:
+        return stream.isatty() and os.tcgetpgrp(stream.fileno()) == os.getpgrp()
+    except (OSError, ValueError):
+        return False
 
 
 def _wait_for_rest(session: PreparedSession, quiet: bool) -> Any:

@@ -38,10 +38,7 @@ from test_play_real import (  # noqa: F401 - device, env and cache_dir are fixtu
     wait_for_sound,
 )
 
-pytestmark = [
-    pytest.mark.skipif(sys.platform != "linux", reason="MPRIS and the ALSA capture device are Linux only"),
-    pytest.mark.slow,
-]
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="MPRIS and the ALSA capture device are Linux only")
 
 SCRIPT = {
     "routine": "media-keys", "title": "Media keys", "level": "standard", "duration_s": 17.0,
@@ -272,9 +269,117 @@ def paused_clip() -> np.ndarray:
     return to_int16(np.repeat(resample(clip.samples, clip.sample_rate_hz, RATE)[:, None], 2, axis=1))
 
 
-# -- the tests -----------------------------------------------------------------------------
+# -- the service alone, in this process ----------------------------------------------------
 
 
+def status(position_s: float, event: str = "tick", *, paused: bool = False, step_index: int = 0):
+    from coach.player import Status
+    from coach.session_map import Step
+
+    steps = [Step(0.0, "Introduction"), Step(4.0, "Plank", "plank", 1, 2), Step(10.0, "Plank", "plank", 2, 2)]
+    return Status(position_s, 17.0, paused, steps[step_index], "work", 1.0, None, event, step_index, len(steps))
+
+
+def test_the_mpris_state_follows_the_players_statuses():
+    from coach.media.mpris import NO_TRACK, PlayerState
+
+    state = PlayerState()
+    assert state.playback_status() == "Stopped" and state.metadata()["mpris:trackid"] == ("o", NO_TRACK)
+    assert not any(state.can().values())  # nothing to control while the session is prepared
+    state.update(status(4.5, "next", step_index=1), "Lower back", now_s=100.0)
+    assert state.playback_status() == "Playing"
+    assert state.metadata()["xesam:title"] == ("s", "Plank, set 1 of 2")
+    assert state.metadata()["xesam:artist"] == ("as", ["Lower back"])
+    assert state.metadata()["mpris:length"] == ("x", 17_000_000)
+    assert state.position_us(now_s=101.25) == 5_750_000  # playing: the position moves with the clock
+    assert state.can() == {"CanGoNext": True, "CanGoPrevious": True, "CanPlay": True, "CanPause": True,
+                           "CanSeek": True}
+    state.update(status(11.0, "pause", paused=True, step_index=2), "Lower back", now_s=102.0)
+    assert state.playback_status() == "Paused" and state.position_us(now_s=150.0) == 11_000_000
+    assert not state.can()["CanGoNext"]  # the last step
+    state.update(status(17.0, "finish", step_index=2), "Lower back", now_s=103.0)
+    assert state.playback_status() == "Stopped" and not any(state.can().values())
+
+
+def test_the_session_bus_is_the_variable_or_the_runtime_dirs_socket(tmp_path):
+    import socket
+
+    from coach.media.mpris import session_bus_address
+
+    assert session_bus_address({"DBUS_SESSION_BUS_ADDRESS": "unix:path=/x"}) == "unix:path=/x"
+    assert session_bus_address({"XDG_RUNTIME_DIR": str(tmp_path)}) is None
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(tmp_path / "bus"))
+        assert session_bus_address({"XDG_RUNTIME_DIR": str(tmp_path)}) == f"unix:path={tmp_path / 'bus'}"
+
+
+def test_without_linux_dbus_fast_or_a_bus_there_are_no_controls_and_one_notice(monkeypatch, bus, tmp_path):
+    from coach.media import start_media_controls
+
+    def attempt(environ):
+        notices: list[str] = []
+        controls = start_media_controls(lambda command: None, notice=notices.append, environ=environ)
+        return controls, notices
+
+    assert attempt({}) == (None, ["media keys: off (no D-Bus session bus: DBUS_SESSION_BUS_ADDRESS is not set)"])
+    controls, notices = attempt({"DBUS_SESSION_BUS_ADDRESS": f"unix:path={tmp_path}/no-such-bus"})
+    assert controls is None and len(notices) == 1 and notices[0].startswith("media keys: off (cannot use the D-Bus")
+    with monkeypatch.context() as m:
+        m.setitem(sys.modules, "dbus_fast", None)  # not installed
+        assert attempt({"DBUS_SESSION_BUS_ADDRESS": bus}) == (
+            None, ["media keys: off (the dbus-fast package is not installed)"])
+    for platform in ("darwin", "win32"):
+        with monkeypatch.context() as m:
+            m.setattr(sys, "platform", platform)
+            controls, notices = attempt({"DBUS_SESSION_BUS_ADDRESS": bus})
+        assert controls is None and notices == ["media keys: off (MPRIS media controls need Linux with a D-Bus "
+                                                "session bus)"]
+
+
+def dbus_send(bus: str, member: str, *args: str, interface: str = "org.mpris.MediaPlayer2.Player"):
+    return subprocess.run(["dbus-send", f"--bus={bus}", "--print-reply", "--dest=org.mpris.MediaPlayer2.coach",
+                           "/org/mpris/MediaPlayer2", f"{interface}.{member}", *args],
+                          capture_output=True, text=True, timeout=TIMEOUT_S)
+
+
+def test_every_mpris_call_becomes_one_command_in_the_inbox_and_the_spec_rules_hold(bus):
+    from coach.media import start_media_controls
+    from coach.player import Command, Seek
+
+    got: list = []
+    controls = start_media_controls(got.append, environ={"DBUS_SESSION_BUS_ADDRESS": bus})
+    assert controls is not None and controls.bus_name == "org.mpris.MediaPlayer2.coach"
+    env = {**os.environ, "DBUS_SESSION_BUS_ADDRESS": bus}
+    try:
+        controls.update(status(5.0, "start", step_index=1), title="Lower back")
+        wait_for_status(env, "Playing")
+        for verb in ("play-pause", "play", "pause", "next", "previous", "stop"):
+            playerctl(env, verb)
+        playerctl(env, "position", "12")  # SetPosition on the current track
+        playerctl(env, "position", "3-")  # Seek, 3 s back
+        stale = dbus_send(bus, "SetPosition", "objpath:/coach/another", "int64:1000000")
+        assert stale.returncode == 0  # a stale track id: ignored, as the spec says
+        assert dbus_send(bus, "Raise", interface="org.mpris.MediaPlayer2").returncode == 0  # nothing to raise
+        opened = dbus_send(bus, "OpenUri", "string:file:///tmp/x.mp3")
+        assert opened.returncode != 0 and "NotSupported" in opened.stderr
+        assert dbus_send(bus, "Quit", interface="org.mpris.MediaPlayer2").returncode == 0
+        wanted = [Command.PAUSE, Command.PLAY, Command.HOLD, Command.NEXT, Command.BACK, Command.QUIT,
+                  Seek(12.0), Seek(-3.0, relative=True), Command.QUIT]
+        wait_until("every command", lambda: len(got) >= len(wanted))
+        assert got == wanted
+        props = dbus_send(bus, "GetAll", "string:org.mpris.MediaPlayer2", interface="org.freedesktop.DBus.Properties")
+        for name, value in (("Identity", 'string "Coach"'), ("CanQuit", "boolean true"),
+                            ("CanRaise", "boolean false"), ("HasTrackList", "boolean false")):
+            assert re.search(rf'string "{name}"\s+variant\s+{value}', props.stdout), name
+    finally:
+        controls.close()
+    assert "coach" not in playerctl(env, "-l", player=None).split()  # left the bus
+
+
+# -- coach play, end to end ------------------------------------------------------------------
+
+
+@pytest.mark.slow
 def test_playerctl_lists_coach_within_2_s_of_launch(play, menv, script):
     c = play(str(script), "--quiet")
     listed = wait_until("coach in playerctl -l", lambda: "coach" in playerctl(menv, "-l", player=None).split())
@@ -286,6 +391,7 @@ def test_playerctl_lists_coach_within_2_s_of_launch(play, menv, script):
     assert "media keys: on (MPRIS player org.mpris.MediaPlayer2.coach " in c.stderr()
 
 
+@pytest.mark.slow
 def test_playerctl_metadata_names_the_current_step_and_the_routine(play, menv, script):
     c = play(str(script), "--quiet")
     wait_for_status(menv, "Playing")
@@ -302,6 +408,7 @@ def test_playerctl_metadata_names_the_current_step_and_the_routine(play, menv, s
     assert c.wait() == 0, c.stderr()
 
 
+@pytest.mark.slow
 def test_playerctl_pause_silences_the_device_within_300_ms_and_status_says_paused(play, menv, script, device):
     expected = expected_audio(str(script))
     c = play(str(script), "--quiet")
@@ -337,6 +444,7 @@ def heard_whole(device: CaptureDevice, piece: np.ndarray) -> bool:
     return any(len(heard) >= at + len(piece) for at in locate_all(heard, piece))
 
 
+@pytest.mark.slow
 def test_playerctl_play_resumes_and_the_rest_lands_on_its_planned_times(play, menv, script, device):
     expected = expected_audio(str(script))
     c = play(str(script), "--quiet")
@@ -367,6 +475,7 @@ def test_playerctl_play_resumes_and_the_rest_lands_on_its_planned_times(play, me
     assert rec["finished"]
 
 
+@pytest.mark.slow
 def test_playerctl_next_previous_and_position_land_on_the_planned_step_starts(play, menv, script, device):
     expected = expected_audio(str(script))
     c = play(str(script))  # not quiet: stderr has a line per event ("back · 0:10 Side Plank ...")
@@ -395,6 +504,7 @@ def test_playerctl_next_previous_and_position_land_on_the_planned_step_starts(pl
     assert all(abs(e) <= 50 for e in errors_ms), errors_ms
 
 
+@pytest.mark.slow
 def test_dbus_monitor_sees_properties_changed_on_each_change(play, menv, script, device, bus, tmp_path):
     log = tmp_path / "monitor.txt"
     rules = ["type='signal',interface='org.freedesktop.DBus.Properties',member='PropertiesChanged',"
@@ -432,6 +542,7 @@ def test_dbus_monitor_sees_properties_changed_on_each_change(play, menv, script,
     assert sum("member=Seeked" in s for s in signals) >= 3
 
 
+@pytest.mark.slow
 def test_playerctl_stop_exits_cleanly_and_resume_continues_from_that_step(play, menv, script, device):
     c = play(str(script))
     wait_for_status(menv, "Playing")
@@ -458,6 +569,7 @@ def test_playerctl_stop_exits_cleanly_and_resume_continues_from_that_step(play, 
     assert rec["id"] and rec["finished"]
 
 
+@pytest.mark.slow
 def test_a_second_coach_play_at_once_takes_the_instance_name(play, menv, script, device, tmp_path):
     other = pacing_device(tmp_path / "second")
     try:
@@ -477,6 +589,7 @@ def test_a_second_coach_play_at_once_takes_the_instance_name(play, menv, script,
         other.stop()
 
 
+@pytest.mark.slow
 def test_no_media_keys_keeps_coach_off_the_bus(play, menv, script, device):
     c = play(str(script), "--quiet", "--no-media-keys")
     wait_for_sound(device, 0.5)  # playing: the controls would have been registered before
@@ -486,6 +599,7 @@ def test_no_media_keys_keeps_coach_off_the_bus(play, menv, script, device):
     assert "media keys" not in c.stderr()
 
 
+@pytest.mark.slow
 def test_without_a_session_bus_play_works_and_verbose_says_why_in_one_line(play, env, script, device):
     plain = {k: v for k, v in env.items() if k not in ("DBUS_SESSION_BUS_ADDRESS", "XDG_RUNTIME_DIR")}
     c = play(str(script), "--quiet", "--from", "Finish", env=plain)
@@ -493,3 +607,26 @@ def test_without_a_session_bus_play_works_and_verbose_says_why_in_one_line(play,
     notices = [line for line in c.stderr().splitlines() if "media keys" in line]
     assert notices == ["coach: media keys: off (no D-Bus session bus: DBUS_SESSION_BUS_ADDRESS is not set)"]
     assert any(np.any(cap.frames) for cap in device.captures())
+
+
+@pytest.mark.slow
+def test_coach_play_in_the_background_of_a_terminal_is_not_stopped_and_obeys_playerctl(menv, script, device):
+    import pexpect
+
+    # A background job that changed the terminal's mode would be stopped by the shell (SIGTTOU).
+    shell = pexpect.spawn("/bin/bash", ["--norc", "-i"], env={**menv, "PS1": "$ "}, encoding="utf-8",
+                          timeout=TIMEOUT_S)
+    try:
+        shell.expect_exact("$ ")
+        shell.sendline(f"{sys.executable} -m coach play {script} --quiet &")
+        wait_for_status(menv, "Playing")
+        wait_for_sound(device, 0.5)
+        playerctl(menv, "stop")
+        shell.sendline("wait; echo exit=$?")
+        shell.expect(r"exit=(\d+)")
+        assert shell.match.group(1) == "0"
+        assert "Stopped" not in shell.before  # the shell's job report for a stopped job
+    finally:
+        shell.close(force=True)
+    (rec,) = history(menv)
+    assert rec["outcome"] == "quit"

@@ -297,6 +297,8 @@ def test_the_mpris_state_follows_the_players_statuses():
     state.update(status(11.0, "pause", paused=True, step_index=2), "Lower back", now_s=102.0)
     assert state.playback_status() == "Paused" and state.position_us(now_s=150.0) == 11_000_000
     assert not state.can()["CanGoNext"]  # the last step
+    state.update(status(3.5, "finish"), "Lower back", now_s=103.0)  # only the intro of an early start
+    assert state.playback_status() == "Playing"
     state.update(status(17.0, "finish", step_index=2), "Lower back", now_s=103.0)
     assert state.playback_status() == "Stopped" and not any(state.can().values())
 

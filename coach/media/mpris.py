@@ -50,7 +50,6 @@ START_TIMEOUT_S = 2.0
 CLOSE_TIMEOUT_S = 1.0
 JUMPS = frozenset({"start", "resume", "next", "back", "seek", "repeat"})
 """Status events after which the position is not where playing on would have taken it (MPRIS Seeked)."""
-ENDED = frozenset({"finish", "quit"})
 
 Put = Callable[[Any], None]
 Notice = Callable[[str], None]
@@ -116,7 +115,10 @@ class PlayerState:
 
     def update(self, status: Status, title: str, now_s: float) -> None:
         self.snapshot = _Snapshot(status, title, now_s)
-        self.ended = self.ended or status.event in ENDED
+        # The introduction of an early start "finishes" before the whole session goes on:
+        # only a finish at the session's end (or a quit) ends it.
+        self.ended = status.event == "quit" or (
+            status.event == "finish" and status.position_s >= status.duration_s - 0.01)
 
     def playback_status(self) -> str:
         snap = self.snapshot

@@ -632,3 +632,31 @@ def test_coach_play_in_the_background_of_a_terminal_is_not_stopped_and_obeys_pla
         shell.close(force=True)
     (rec,) = history(menv)
     assert rec["outcome"] == "quit"
+
+
+@pytest.mark.slow
+def test_an_early_start_plays_on_from_the_introduction_without_a_stop(play, menv, device, bus, tmp_path):
+    from test_play_real import TINY
+
+    routine = tmp_path / "tiny.yaml"
+    routine.write_text(TINY)
+    log = tmp_path / "monitor.txt"
+    rule = ("type='signal',interface='org.freedesktop.DBus.Properties',member='PropertiesChanged',"
+            "path='/org/mpris/MediaPlayer2'")
+    with open(log, "w") as out:
+        monitor = subprocess.Popen(["dbus-monitor", "--address", bus, rule], stdout=out, stderr=subprocess.DEVNULL)
+    try:
+        wait_until("dbus-monitor ready", lambda: "NameAcquired" in log.read_text())
+        # An empty clip cache: the introduction plays while the rest is planned (two players, one session).
+        c = play(str(routine), "--quiet", env={**menv, "COACH_CACHE_DIR": str(tmp_path / "cold-cache")})
+        wait_for_status(menv, "Playing")
+        wait_until("the exercise", lambda: playerctl(menv, "metadata", "title") == "Plank", timeout_s=60)
+        assert playerctl(menv, "status") == "Playing"
+        playerctl(menv, "stop")
+        assert c.wait() == 0, c.stderr()
+        wait_until("the last signal", lambda: '"Stopped"' in log.read_text())
+    finally:
+        monitor.terminate()
+        monitor.wait(5)
+    statuses = re.findall(r'string "PlaybackStatus"\s+variant\s+string "(\w+)"', log.read_text())
+    assert statuses == ["Playing", "Stopped"], statuses

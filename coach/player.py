@@ -41,11 +41,26 @@ BUSY_WAIT_S = 0.01
 class Command(enum.Enum):
     """What the listener can ask for while a session plays."""
 
-    PAUSE = "pause"  # pause, or resume when paused
+    PAUSE = "pause"  # pause, or resume when paused (the space key, MPRIS PlayPause)
+    PLAY = "play"  # resume when paused, else nothing (MPRIS Play)
+    HOLD = "hold"  # pause when playing, else nothing (MPRIS Pause)
     NEXT = "next"
     BACK = "back"
     REPEAT = "repeat"
     QUIT = "quit"
+
+
+@dataclass(frozen=True)
+class Seek:
+    """Go to the start of the step at a session time (MPRIS SetPosition and Seek).
+
+    ``position_s`` is that time, or with ``relative`` an offset from where the
+    session is now. An absolute time outside the session is ignored; an offset
+    past the end acts as "next step", one before the start goes to the start.
+    """
+
+    position_s: float
+    relative: bool = False
 
 
 KEYS_HELP = "keys: space pause/resume · n or → next step · b or ← back to step start · r repeat · q quit"
@@ -93,22 +108,22 @@ class MonotonicClock:
 class Inbox(Protocol):
     """Where commands come from: waits until one arrives or the clock reaches ``until_s``."""
 
-    def get(self, until_s: float) -> Command | None: ...
+    def get(self, until_s: float) -> Command | Seek | None: ...
 
 
 class QueueInbox:
-    """Commands put by another thread (the keyboard reader), waited for on the real clock."""
+    """Commands put by other threads (keyboard reader, media controls), waited for on the real clock."""
 
     MAX_WAIT_S = 0.1  # bounded so that Ctrl-C is handled promptly everywhere
 
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
-        self.queue: queue.Queue[Command] = queue.Queue()
+        self.queue: queue.Queue[Command | Seek] = queue.Queue()
 
-    def put(self, command: Command) -> None:
+    def put(self, command: Command | Seek) -> None:
         self.queue.put(command)
 
-    def get(self, until_s: float) -> Command | None:
+    def get(self, until_s: float) -> Command | Seek | None:
         timeout = min(until_s - self.clock.now_s(), self.MAX_WAIT_S)
         try:
             return self.queue.get(timeout=timeout) if timeout > 0 else self.queue.get_nowait()
@@ -154,7 +169,11 @@ class Status:
     phase_left_s: float | None
     side: str | None = None
     event: str = "tick"
-    """tick, start, pause, resume, next, back, repeat, seam, finish, quit."""
+    """tick, start, pause, resume, next, back, seek, repeat, seam, finish, quit."""
+    step_index: int = 0
+    """Index of ``step`` among the session's steps (0 is the first)."""
+    steps: int = 1
+    """How many steps the session has (a step to skip to follows when ``step_index + 1 < steps``)."""
 
     @property
     def left_s(self) -> float:
@@ -449,10 +468,17 @@ class Player:
 
     # -- commands -------------------------------------------------------------
 
-    def _handle(self, command: Command) -> Outcome | None:
+    def _handle(self, command: Command | Seek) -> Outcome | None:
         state = self._state
         paused = state.paused_at_s is not None
         position = self.position_s()
+        if isinstance(command, Seek):
+            return self._seek(command, position, paused)
+        if command is Command.PLAY or command is Command.HOLD:
+            if paused == (command is Command.PLAY):
+                command = Command.PAUSE  # the toggle, in the one direction asked for
+            else:
+                return None
         if command is Command.QUIT:
             self._silence()
             self._emit("quit", position)
@@ -470,14 +496,8 @@ class Player:
             self._emit("pause")
         elif command in (Command.NEXT, Command.BACK):
             target = self._target(position, command)
-            if target is None:
-                return None
-            if paused:
-                state.paused_at_s = target
-            else:
-                self._silence()
-                self._start(self._frame(target), self._preroll())
-            self._emit(command.value, target)
+            if target is not None:
+                self._go(target, paused, command.value)
         elif command is Command.REPEAT:
             cue = self.map.last_spoken(position)
             if cue is None:
@@ -493,6 +513,28 @@ class Player:
             self._emit("repeat")
         return None
 
+    def _seek(self, seek: Seek, position_s: float, paused: bool) -> None:
+        duration = self.timeline.duration_s
+        at = position_s + seek.position_s if seek.relative else seek.position_s
+        if seek.relative and at >= duration:
+            target = self._target(position_s, Command.NEXT)
+        elif not seek.relative and not 0.0 <= at <= duration:
+            return None
+        else:
+            target = self.map.step_at(max(0.0, at)).start_s
+        if target is not None:
+            self._go(target, paused, "seek")
+        return None
+
+    def _go(self, target_s: float, paused: bool, event: str) -> None:
+        """Carry on from ``target_s`` (while paused: stay paused there)."""
+        if paused:
+            self._state.paused_at_s = target_s
+        else:
+            self._silence()
+            self._start(self._frame(target_s), self._preroll())
+        self._emit(event, target_s)
+
     def _target(self, position_s: float, command: Command) -> float | None:
         steps = self.map.steps
         i = self.map.step_index(position_s)
@@ -506,5 +548,7 @@ class Player:
     def _emit(self, event: str, position_s: float | None = None) -> None:
         position = self.position_s() if position_s is None else position_s
         phase, left = self.map.phase_at(position)
+        index = self.map.step_index(position)
         self.on_status(Status(position, self.timeline.duration_s, self._state.paused_at_s is not None,
-                              self.map.step_at(position), phase, left, self.map.side_at(position), event))
+                              self.map.steps[index], phase, left, self.map.side_at(position), event,
+                              index, len(self.map.steps)))

@@ -17,7 +17,7 @@ from coach.audio.clip import Clip
 from coach.errors import AudioDeviceError, Interrupted, UsageError
 from coach.playback import DeviceBusy
 from coach.audio.master import Master
-from coach.player import Command, Outcome, Player, PlayerOptions, Status, decode_keys
+from coach.player import Command, Outcome, Player, PlayerOptions, Seek, Status, decode_keys
 from coach.session_map import SessionMap
 from coach.timeline import Chapter, Cue, Timeline, VoiceSpec
 
@@ -420,3 +420,54 @@ def test_keys_decode_to_commands_including_arrow_keys():
         Command.PAUSE, Command.NEXT, Command.BACK, Command.REPEAT, Command.QUIT,
         Command.NEXT, Command.BACK, Command.NEXT,
     ]
+
+
+# -- commands from media controls (MPRIS): explicit play and pause, seeks --------------
+
+
+def test_play_and_hold_do_not_toggle_only_move_the_way_asked():
+    tl = make_timeline()
+    # Play while playing and hold while paused change nothing; the other two pause and resume.
+    h = Harness(tl, script=[(3.0, Command.PLAY), (0.4 + 10.7, Command.HOLD), (20.0, Command.HOLD),
+                            (30.0, Command.PLAY)])
+    assert h.run().finished
+    first, paused, resumed = h.sink.streams
+    assert first.stopped_s == 0.4 + 10.7 and paused.stopped_s == 30.0 and resumed.started_s == 30.0
+    assert paused.frames == int(0.4 * RATE) + 300  # "Paused." is said, as with the space key
+    events = [s.event for s in h.statuses if s.event != "tick"]
+    assert events == ["start", "pause", "resume", "finish"]
+    shift = 30.0 + 0.4 - 10.0  # carries on from the start of the interrupted "Set 1."
+    expected = {i: shift + c.start_s for i, c in enumerate(tl.cues) if c.start_s >= 10.0}
+    assert max(abs(e) for e in h.errors(expected, since_s=30.0)) <= FRAME_S
+
+
+def test_seek_to_a_time_goes_to_the_start_of_the_step_at_that_time():
+    tl = make_timeline()
+    set2 = 46.0
+    h = Harness(tl, script=[(2.0, Seek(60.0)), (5.0, Seek(500.0)), (6.0, Seek(-1.0)), (7.0, Seek(12.0))])
+    h.run()
+    # 60 s is inside set 2; 500 s and -1 s are outside the session (ignored); 12 s is in set 1.
+    assert [s.position_s for s in h.statuses if s.event == "seek"] == [set2, 10.0]
+    assert len(h.sink.streams) == 3
+    expected = {i: 7.4 - 10.0 + c.start_s for i, c in enumerate(tl.cues) if c.start_s >= 10.0}
+    assert max(abs(e) for e in h.errors(expected, since_s=7.0)) <= FRAME_S
+
+
+def test_a_relative_seek_lands_on_a_step_start_and_past_the_end_acts_as_next():
+    tl = make_timeline()
+    # At 0.4 + 12 s (set 1): +40 s is 52 s, in set 2; at set 2 + 1 s, -100 s goes to the start;
+    # at 0 + 1 s, +1000 s is past the end: the next step (Bird-Dog, set 1).
+    h = Harness(tl, script=[(12.4, Seek(40.0, relative=True)), (13.4, Seek(-100.0, relative=True)),
+                            (14.4, Seek(1000.0, relative=True)), (15.4, Command.QUIT)])
+    h.run()
+    assert [s.position_s for s in h.statuses if s.event == "seek"] == [46.0, 0.0, 10.0]
+
+
+def test_a_seek_while_paused_moves_the_position_and_stays_paused():
+    tl = make_timeline()
+    h = Harness(tl, script=[(3.0, Command.HOLD), (4.0, Seek(50.0)), (9.0, Command.PLAY)])
+    h.run()
+    assert len(h.sink.streams) == 3  # session, "Paused.", session again
+    assert [s.paused for s in h.statuses if s.event == "seek"] == [True]
+    expected = {i: 9.4 - 46.0 + c.start_s for i, c in enumerate(tl.cues) if c.start_s >= 46.0}
+    assert max(abs(e) for e in h.errors(expected, since_s=9.0)) <= FRAME_S

@@ -48,10 +48,16 @@ def play_cmd(
         False, "--resume", help="Continue the last unfinished session from the start of its step."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No status line on stderr."),
     no_cache: bool = NoCacheOpt,
+    no_media_keys: bool = typer.Option(
+        False, "--no-media-keys", help="Do not register as a desktop media player (MPRIS): media keys, "
+        "media widgets and headset buttons then do nothing."),
+    verbose: bool = typer.Option(False, "--verbose", help="Say whether media keys are on, and if not why."),
 ) -> None:
-    """Coach a session aloud, live: keys pause, skip, go back, repeat and quit."""
+    """Coach a session aloud, live: keys, media keys and headset buttons pause, skip, go back and quit."""
     from coach.cli.export import ProgressLine
     from coach.history import resume_record
+    from coach.media import start_media_controls
+    from coach.player import MonotonicClock, QueueInbox
     from coach.playback import SimpleaudioSink
     from coach.session import SessionOptions, prepare_session, source_of, warm_up
 
@@ -82,6 +88,10 @@ def play_cmd(
     sink = SimpleaudioSink()
     # Fail before planning when there is no device, and keep it awake (Bluetooth) until the session starts.
     held = sink.hold()
+    # Media keys and headset buttons (MPRIS): commands into the same inbox as the keys.
+    inbox = QueueInbox(MonotonicClock())
+    notice = (lambda line: print(f"coach: {line}", file=sys.stderr)) if verbose else None
+    media = None if no_media_keys else start_media_controls(inbox.put, notice=notice)
     voices_ready.join()
     # A cold cache takes seconds with Piper: show the synthesis on a terminal.
     synthesizing = ProgressLine(sys.stderr) if not quiet and sys.stderr.isatty() else None
@@ -95,11 +105,13 @@ def play_cmd(
             if synthesizing:
                 synthesizing.close()
         try:
-            _play(session, sink, held, history, record, start_from, quiet)
+            _play(session, sink, held, history, record, start_from, quiet, inbox, media)
         finally:
             session.close()
     finally:
         held.stop()
+        if media is not None:
+            media.close()
         if history is not None:
             history.close()
 
@@ -152,18 +164,24 @@ def _open_history(quiet: bool) -> Any:
 
 
 def _play(session: Any, sink: Any, held: Any, history: Any, record: Any, start_from: str | None,
-          quiet: bool) -> None:
-    """Run the session live with the terminal's keys and status line; report how it ended."""
-    from coach.cli.terminal import Keyboard, StatusLine
+          quiet: bool, inbox: Any, media: Any) -> None:
+    """Run the session live with the terminal's keys, the media controls and the status line."""
+    from coach.cli.terminal import Keyboard, StatusLine, keyboard_is_ours
     from coach.live import coach_live, start_position
-    from coach.player import KEYS_HELP, MonotonicClock, QueueInbox
+    from coach.player import KEYS_HELP
     from coach.session_map import SessionMap, clock
 
     start_s = start_position(session, start_from, record)
     resume_cmd = f"coach play {shlex.quote(session.source)} --resume"
-    inbox = QueueInbox(MonotonicClock())
-    status = StatusLine(sys.stderr, quiet)
-    interactive = sys.stdin.isatty()
+    line = StatusLine(sys.stderr, quiet)
+    title = session.timeline.title or session.name
+
+    def status(st: Any) -> None:
+        line(st)
+        if media is not None:
+            media.update(st, title=title)
+
+    interactive = keyboard_is_ours(sys.stdin)
     if interactive and not quiet:
         print(f"coach: {KEYS_HELP}", file=sys.stderr)
     if start_s > 0 and not quiet:
@@ -171,7 +189,7 @@ def _play(session: Any, sink: Any, held: Any, history: Any, record: Any, start_f
     keyboard = Keyboard(sys.stdin, inbox.put) if interactive else None
 
     def preparing_rest() -> None:
-        status.close()
+        line.close()
         if not quiet:
             print("coach: preparing the rest of the session...", file=sys.stderr)
 
@@ -181,16 +199,16 @@ def _play(session: Any, sink: Any, held: Any, history: Any, record: Any, start_f
         ending = coach_live(session, sink, inbox, held=held, history=history, record=record, start_s=start_s,
                             on_status=status, on_rest=preparing_rest)
     except Interrupted as exc:
-        status.close()
+        line.close()
         raise Interrupted(exc.message, hint=f"resume with: {resume_cmd}") from None
     except AudioDeviceError as exc:
-        status.close()
+        line.close()
         hint = f"{exc.hint}; resume with: {resume_cmd}" if exc.hint else f"resume with: {resume_cmd}"
         raise AudioDeviceError(exc.message, hint=hint) from None
     finally:
         if keyboard is not None:
             keyboard.stop()
-        status.close()
+        line.close()
     if ending.finished:
         if not quiet:
             print(f"coach: session finished ({clock(ending.duration_s)})", file=sys.stderr)

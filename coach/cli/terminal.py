@@ -111,3 +111,12 @@ class Keyboard:
                 return
             for command in decode_keys(data):
                 self.put(command)
+
+
+def keyboard_is_ours(stream: TextIO) -> bool:
+    """True on a terminal whose foreground we are: in the background (`coach play &`), changing
+    the terminal's mode would stop the process (SIGTTOU); media keys are the controls there."""
+    try:
+        return stream.isatty() and os.tcgetpgrp(stream.fileno()) == os.getpgrp()
+    except (OSError, ValueError):
+        return False

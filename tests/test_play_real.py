@@ -426,10 +426,7 @@ def locate(heard: np.ndarray, piece: np.ndarray, start: int) -> tuple[int, int]:
 def test_keys_pause_resume_skip_and_quit_through_a_terminal(device, env, tmp_path):
     import pexpect
 
-    from coach.audio.render import resample
     from coach.playback import to_int16
-    from coach.timeline import VoiceSpec
-    from coach.voice import open_voice
 
     script = tmp_path / "keys.json"
     script.write_text(json.dumps(KEYS_SCRIPT))
@@ -460,9 +457,14 @@ def test_keys_pause_resume_skip_and_quit_through_a_terminal(device, env, tmp_pat
 
     heard = np.concatenate([c.frames for c in device.captures()])
     expected = expected_audio(str(script))
-    with open_voice(VoiceSpec()) as voice:
-        clip = voice.clip("Paused.")
-    said = to_int16(np.repeat(resample(clip.samples, clip.sample_rate_hz, RATE)[:, None], 2, axis=1))
+    # "Paused." is mastered like the session (its gain, its limiter).
+    from coach.session import prepare_session
+
+    session = prepare_session(str(script))
+    try:
+        said = to_int16(np.repeat(session.master().one_off(session.voice.clip("Paused."))[:, None], 2, axis=1))
+    finally:
+        session.close()
     # In order: the start until the pause, "Paused.", the interrupted sentence again from
     # its start (resume), then the Plank at 3.0 s (next).
     at, run = locate(heard, expected, 0)

@@ -268,7 +268,12 @@ def find_session(device: CaptureDevice, expected: np.ndarray) -> tuple[Captured,
     prepares the session, then the preroll.
     """
     needle = expected[: RATE // 10].tobytes()
-    for cap in device.captures():
+    caps = device.captures()
+    # On a busy machine the pacer may find the FIFO empty for a moment and start a new segment
+    # (the stream itself goes on): the segments of one run, joined, are what the player wrote.
+    joined = Captured(np.concatenate([c.frames for c in caps]), np.concatenate([c.reads for c in caps])) \
+        if len(caps) > 1 else (caps[0] if caps else None)
+    for cap in ([joined] if joined is not None else []):
         data = cap.frames.tobytes()
         at = data.find(needle)
         while at >= 0 and at % 4:

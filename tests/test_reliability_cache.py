@@ -173,7 +173,9 @@ def test_two_exports_at_once_sharing_an_empty_cache_both_come_out_right(planned,
     assert_same_session(a, reference, speech)
     assert_same_session(b, reference, speech)
     entries = assert_cache_whole(tmp_path / "shared-cache")
-    assert len(entries) == len({normalize_for_speech(c["text"]) for c in speech})
+    # One entry per distinct spoken text, and one per earcon (balanced once, cached beside them).
+    sounds = {c["sound"] for c in json.loads(script.read_text())["cues"] if c["kind"] == "sound"}
+    assert len(entries) == len({normalize_for_speech(c["text"]) for c in speech}) + len(sounds)
 
 
 def test_two_plans_of_a_routine_at_once_agree_within_milliseconds(planned, tmp_path):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from typing import Callable, Iterable
 
 import numpy as np
@@ -61,6 +61,7 @@ class Voice:
         # live, and measure_s/clip must agree: keep everything.
         self._memory_limit = MEMORY_LIMIT_FRAMES if self.cache is not None else None
         self._lock = threading.Lock()
+        self._inflight: dict[str, Future[Clip]] = {}
 
     @property
     def stats(self) -> CacheStats:
@@ -205,6 +206,37 @@ class Voice:
         return self._synthesize_and_store(spoken)
 
     def _synthesize_and_store(self, spoken: str) -> Clip:
+        """The clip of ``spoken``, synthesized once however many threads ask for it at the same time.
+
+        Two takes of one text differ by a few milliseconds: the player (rendering)
+        and the background prefetch must end up with the same one, the one cached.
+        """
+        if not self.engine.exact:
+            return self._make(spoken)
+        with self._lock:
+            pending = self._inflight.get(spoken)
+            owner = pending is None
+            if owner:
+                pending = self._inflight[spoken] = Future()
+        if not owner:
+            return pending.result()
+        try:
+            # Another thread may have finished this text between our miss and now: it left it in
+            # memory (bounded) before letting go of it.
+            clip = self._recall(spoken)
+            if clip is None:
+                clip = self._make(spoken)
+                self._remember(spoken, clip)
+            pending.set_result(clip)
+            return clip
+        except BaseException as exc:
+            pending.set_exception(exc)
+            raise
+        finally:
+            with self._lock:
+                del self._inflight[spoken]
+
+    def _make(self, spoken: str) -> Clip:
         raw = self.engine.synthesize(spoken)
         with self._lock:
             self.synthesized += 1

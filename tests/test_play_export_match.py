@@ -94,3 +94,56 @@ def test_play_captured_from_the_device_equals_the_export_of_the_same_script(devi
         x = audio.astype(np.float64) / 32768
         assert abs(pyloudnorm.Meter(RATE).integrated_loudness(x) - -16.0) <= 0.5
         assert true_peak_dbtp(x) <= -1.0
+
+
+ROUTINE = """\
+name: paced
+title: Paced
+description: A short check of the plan options.
+exercises:
+  - name: Bridge
+    steps:
+      - Lie on your back with your knees bent.
+    reminder: Knees bent, lift the hips.
+    dose:
+      sets: 2
+      reps: 3
+      tempo:
+        - {cue: up, seconds: 1}
+        - {cue: down, seconds: 1}
+      setup_s: 2
+      rest_between_sets_s: 10
+      rest_after_s: 0
+"""
+
+OPTIONS = ("--pace", "1.5", "--rest-scale", "0.5", "--verbosity", "brief")
+
+
+def test_play_and_export_take_the_plan_options_and_make_the_session_plan_prints(device, env, tmp_path):  # noqa: F811
+    routine = tmp_path / "paced.yaml"
+    routine.write_text(ROUTINE)
+    planned = coach("plan", str(routine), *OPTIONS, "--format", "json", "-o", str(tmp_path / "plan.json"), env=env)
+    assert planned.returncode == 0, planned.stderr
+    exported = coach("export", str(routine), *OPTIONS, "-o", str(tmp_path / "e.wav"), "--script",
+                     str(tmp_path / "e.json"), "--quiet", env=env, timeout_s=300)
+    assert exported.returncode == 0, exported.stderr
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    script = json.loads((tmp_path / "e.json").read_text())
+    assert script["cues"] == plan["cues"] and script["duration_s"] == plan["duration_s"]
+    # The options matter: the default plan is another session.
+    default = json.loads(coach("plan", str(routine), "--format", "json", env=env).stdout)
+    assert default["duration_s"] != plan["duration_s"]
+
+    # Export of the printed plan = export of the routine with the options, sample for sample.
+    again = coach("export", str(tmp_path / "plan.json"), "-o", str(tmp_path / "p.wav"), "--quiet", env=env)
+    assert again.returncode == 0, again.stderr
+    wav, _ = soundfile.read(tmp_path / "e.wav", dtype="int16")
+    assert np.array_equal(wav, soundfile.read(tmp_path / "p.wav", dtype="int16")[0])
+
+    played = coach("play", str(routine), *OPTIONS, "--quiet", env=env, timeout_s=300)
+    assert played.returncode == 0, played.stderr
+    heard = np.concatenate([c.frames for c in device.captures()])
+    start = int(np.flatnonzero(np.any(heard != 0, axis=1))[0]) - int(np.flatnonzero(np.any(wav != 0, axis=1))[0])
+    session = heard[start : start + len(wav)]
+    assert len(session) == len(wav)
+    assert np.abs(session.astype(np.int32) - wav.astype(np.int32)).max() <= 1

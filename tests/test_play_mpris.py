@@ -248,25 +248,25 @@ def device_clock_s(device: CaptureDevice, frame: int) -> float:
 
 
 def planned_duration_s(script: Path) -> float:
-    from coach.cli.play import prepare_session
+    from coach.session import prepare_session
 
-    session = prepare_session(str(script), "standard", engine=None, voice=None, rate=None, volume=None,
-                              use_cache=True)
+    session = prepare_session(str(script))
     try:
         return session.timeline.duration_s
     finally:
         session.close()
 
 
-def paused_clip() -> np.ndarray:
-    from coach.audio.render import resample
+def paused_clip(ref: Path) -> np.ndarray:
+    """ "Paused." as the player says it: mastered like the session of ``ref`` (its gain, its limiter)."""
     from coach.playback import to_int16
-    from coach.timeline import VoiceSpec
-    from coach.voice import open_voice
+    from coach.session import prepare_session
 
-    with open_voice(VoiceSpec()) as voice:
-        clip = voice.clip("Paused.")
-    return to_int16(np.repeat(resample(clip.samples, clip.sample_rate_hz, RATE)[:, None], 2, axis=1))
+    session = prepare_session(str(ref))
+    try:
+        return to_int16(np.repeat(session.master().one_off(session.voice.clip("Paused."))[:, None], 2, axis=1))
+    finally:
+        session.close()
 
 
 # -- the service alone, in this process ----------------------------------------------------
@@ -419,7 +419,7 @@ def test_playerctl_pause_silences_the_device_within_300_ms_and_status_says_pause
     playerctl(menv, "pause")
     acknowledged_s = time.monotonic()  # coach has put the command in the player's inbox by now
     wait_for_status(menv, "Paused")
-    said = paused_clip()
+    said = paused_clip(script)
     wait_until('"Paused." said', lambda: heard_whole(device, said))
     playerctl(menv, "stop")
     assert c.wait() == 0, c.stderr()
@@ -454,7 +454,7 @@ def test_playerctl_play_resumes_and_the_rest_lands_on_its_planned_times(play, me
     wait_for_sound(device, 0.8)
     playerctl(menv, "pause")
     wait_for_status(menv, "Paused")
-    said = paused_clip()
+    said = paused_clip(script)
     wait_until('"Paused." said', lambda: heard_whole(device, said))
     playerctl(menv, "play")
     wait_for_status(menv, "Playing")
@@ -577,6 +577,9 @@ def test_a_second_coach_play_at_once_takes_the_instance_name(play, menv, script,
     try:
         first = play(str(script), "--quiet")
         wait_until("coach listed", lambda: "coach" in playerctl(menv, "-l", player=None).split())
+        # Paused, the first one cannot finish while the second starts, however busy the machine.
+        playerctl(menv, "pause")
+        wait_for_status(menv, "Paused")
         second = play(str(script), "--quiet", env={**menv, "HOME": str(other.home)})
         name = f"coach.instance{second.proc.pid}"
         players = wait_until(name, lambda: (lambda ps: name in ps and ps)(playerctl(menv, "-l", player=None).split()))

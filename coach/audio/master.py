@@ -78,7 +78,7 @@ class Master:
         self.channels = channels
         self.ceiling_dbtp = ceiling_dbtp
         self._level_for = level_for
-        self._levels: dict[int, ClipLevel] = {}
+        self._levels: dict[int, tuple[Clip, ClipLevel]] = {}
         voice_steps = self._voice_steps() if gain_db is None or music is not None else None
         self.voice_lufs = steps_lufs(voice_steps) if voice_steps is not None else math.nan
         """The voice's (speech and earcons) integrated loudness before the gain, all channels."""
@@ -110,10 +110,11 @@ class Master:
         clip = self.clip_for(cue)
         if clip.level is not None:
             return clip.level
-        cached = self._levels.get(id(clip))
-        if cached is None:
-            cached = self._levels[id(clip)] = analyse(clip.samples, clip.sample_rate_hz)
-        return cached
+        # Keyed by the clip object, kept alive with its level so that its id cannot be reused.
+        hit = self._levels.get(id(clip))
+        if hit is None or hit[0] is not clip:
+            hit = self._levels[id(clip)] = (clip, analyse(clip.samples, clip.sample_rate_hz))
+        return hit[1]
 
     def _voice_steps(self) -> np.ndarray:
         placed = [(cue.start_s, self._level(cue), 1.0) for cue in self.timeline.cues]

@@ -75,7 +75,6 @@ def export_cmd(
     options = SessionOptions(level=level, rest_scale=rest_scale, pace=pace, verbosity=verbosity,
                              countdown_s=countdown, start_at=start_from, engine=engine, voice=voice,
                              rate_wpm=rate, volume=volume, use_cache=not no_cache,
-                             skip_how="use the next-chapter button of your player",
                              **music_options(music, shuffle, music_level, crossfade, no_music))
     session = prepare_session(
         source, options, warn=warn_line, sample_rate_hz=sample_rate,

@@ -67,7 +67,6 @@ RANK_REMINDER = 65
 RANK_TEN_LEFT = 60
 RANK_HALFWAY = 50
 # A count is never cut (a listener doing slow reps keeps their place by it): counts outrank movement cues.
-RANK_LAST_ONE = 48
 RANK_COUNT = 47
 RANK_SIDE = 45
 RANK_MOVE = 40
@@ -378,6 +377,8 @@ class _Session:
             count = r // 2 + 1 if alternating else r + 1
             meta: Meta = (ex.key, set_no, rep_side, count)
             at = rep_start
+            # The first rep of the last count (alternating: its right side) says "last one".
+            last_rep = reps > 1 and count == reps and (not alternating or r % 2 == 0)
             for i, (cue, ms) in enumerate(phases):
                 slack = min(ms // 2, 1000)
                 if alternating and i == 0:
@@ -385,21 +386,29 @@ class _Session:
                     forms = (f"{label}, {cue}.", f"{label}.") if cue else (f"{label}.",)
                     if "," in label:  # "Right arm, left leg": the leading limb alone is still unambiguous
                         forms += (label.split(",")[0] + ".",)
-                    wants.append(Want(at, at + ms, slack, RANK_SIDE, "work", meta, forms))
+                    wants.append(Want(at, at + ms, slack, RANK_SIDE, "work", meta, self.last_one(forms, last_rep)))
                 elif cue:
-                    wants.append(Want(at, at + ms, slack, RANK_MOVE, "work", meta, (_sentence(cue),)))
+                    forms = self.last_one((_sentence(cue),), last_rep and i == 0)
+                    wants.append(Want(at, at + ms, slack, RANK_MOVE, "work", meta, forms))
                 at += ms
             if alternating and r % 2 == 0:
                 continue  # alternating reps are counted in pairs, after the left side
             end = rep_start + rep_ms
             lo = end - last_ms  # after the last movement cue of the rep, never before it
-            if count == reps - 1:  # the number is never replaced: "Four, last one.", or just "Four."
-                forms = (f"{number_words(count).capitalize()}, last one.", _sentence(number_words(count)))
-                wants.append(Want(lo, end, end - lo, RANK_LAST_ONE, "work", meta, forms, late=True))
-            else:
-                forms = (_sentence(number_words(count)),)
-                wants.append(Want(lo, end, end - lo, RANK_COUNT, "work", meta, forms, late=True))
+            forms = (_sentence(number_words(count)),)
+            wants.append(Want(lo, end, end - lo, RANK_COUNT, "work", meta, forms, late=True))
         return total_reps * rep_ms
+
+    @staticmethod
+    def last_one(forms: tuple[str, ...], last_rep: bool) -> tuple[str, ...]:
+        """The first movement cue of the last rep says so ("Hinge, last one."), where it has room.
+
+        It rides on the movement cue rather than on the count before it: a long "Seven, last
+        one." took the room of the movement cue after it. Where it does not fit, the plain cue.
+        """
+        if not last_rep:
+            return forms
+        return (forms[0].rstrip(".") + ", last one.", *forms)
 
     def hold_wants(self, wants: list[Want], ex: Exercise, dose: Dose, set_no: int, side: str | None) -> int:
         """'Hold for N seconds', halfway, ten seconds left, and three-two-one to the release."""

@@ -103,7 +103,7 @@ def test_gaps_between_cues_are_digital_silence(lower_back):
     for cue in timeline.cues:
         # 2 ms of slack for millisecond rounding of end_s and the resampler's last samples.
         sounding[max(0, round(cue.start_s * rate)) : round((cue.end_s + 0.002) * rate)] = True
-    assert (~sounding).sum() > 0.5 * len(audio), "most of a session is rests and gaps"
+    assert (~sounding).sum() > 0.4 * len(audio), "much of a session is rests and gaps"
     assert not audio[~sounding].any()
 
 

@@ -28,7 +28,8 @@ def export_cmd(
     volume: Optional[float] = VolumeOpt,
     engine: Optional[str] = typer.Option(
         None, "--engine",
-        help="pyttsx3 (espeak-ng), piper (natural, needs the neural extra) or estimate (silence). "
+        help="auto (piper if the neural extra is installed, else pyttsx3), pyttsx3 (espeak-ng), piper (natural) "
+        "or estimate (silence). "
         "Default: the routine's.",
     ),
     sample_rate: int = typer.Option(44100, "--sample-rate", help="Output sample rate in Hz."),

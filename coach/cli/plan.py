@@ -33,7 +33,8 @@ def plan_cmd(
     rate: Optional[int] = RateOpt,
     volume: Optional[float] = VolumeOpt,
     engine: Optional[str] = typer.Option(
-        None, "--engine", help="pyttsx3 or piper (measure real speech; piper needs the neural extra) or estimate "
+        None, "--engine", help="auto (piper if the neural extra is installed, else pyttsx3), pyttsx3 or piper "
+        "(measure real speech) or estimate "
         "(words per minute). Default: the routine's."
     ),
     output: Optional[Path] = OutputOpt,

@@ -39,7 +39,8 @@ def play_cmd(
     rate: Optional[int] = RateOpt,
     volume: Optional[float] = VolumeOpt,
     engine: Optional[str] = typer.Option(
-        None, "--engine", help="pyttsx3 (espeak-ng), piper (natural, needs the neural extra) or estimate "
+        None, "--engine", help="auto (piper if the neural extra is installed, else pyttsx3), pyttsx3 (espeak-ng), "
+        "piper (natural) or estimate "
         "(silent speech). Default: the routine's."),
     start_from: Optional[str] = typer.Option(
         None, "--from", help="Start at an exercise (id, name or number) or a time (M:SS)."),
@@ -353,12 +354,12 @@ def _warm_up_voices(engine: str | None) -> threading.Thread:
     """
 
     def work() -> None:
-        if engine == "estimate":
-            return
-        from coach.voice import list_voices
+        from coach.voice import list_voices, resolve_engine
 
         try:
-            list_voices("pyttsx3")
+            # Only pyttsx3 needs it (a worker lists its voices); Piper's are files, read when opened.
+            if resolve_engine(engine or "auto") == "pyttsx3":
+                list_voices("pyttsx3")
         except Exception:  # noqa: BLE001 - open_voice reports it properly
             pass
 

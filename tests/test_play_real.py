@@ -214,6 +214,7 @@ TINY = """\
 name: tiny
 title: Tiny
 description: A tiny test.
+voice: {engine: pyttsx3}
 exercises:
   - name: Plank
     steps:
@@ -461,7 +462,7 @@ def test_keys_pause_resume_skip_and_quit_through_a_terminal(device, env, tmp_pat
 
     heard = np.concatenate([c.frames for c in device.captures()])
     expected = expected_audio(str(script))
-    with open_voice(VoiceSpec()) as voice:
+    with open_voice(VoiceSpec(engine="pyttsx3")) as voice:  # the script's voice
         clip = voice.clip("Paused.")
     said = to_int16(np.repeat(resample(clip.samples, clip.sample_rate_hz, RATE)[:, None], 2, axis=1))
     # In order: the start until the pause, "Paused.", the interrupted sentence again from

@@ -317,7 +317,7 @@ def tiny_piper() -> str:
     """The player tests' tiny routine, asking for Piper."""
     from test_play_real import TINY
 
-    return TINY.replace("exercises:", "voice:\n  engine: piper\nexercises:", 1)
+    return TINY.replace("voice: {engine: pyttsx3}", "voice: {engine: piper}", 1)
 
 
 @needs_piper

@@ -7,13 +7,15 @@ whatever else the parent holds (an export's session audio); here it is bounded
 by the longest piece spoken, and given back when the worker exits. The parent
 only starts a worker when a clip is not in the cache.
 
-Memory, measured for en_US-joe-medium (scripts/bench-speech --memory repeats it):
-onnxruntime's CPU arena on gives the lowest peak (22 MB per second of speech,
-against 31 MB/s with it off, where freed buffers stay in glibc's heap), so it
-stays on; what bounds the peak is ``max_phonemes``: a sentence longer than that
-is spoken in pieces split at its commas (or between words), so that no single
-run synthesizes more than ~5 s of speech. One intra-op thread per worker: the
-parent runs one worker per core.
+Memory, measured for en_US-joe-medium with onnxruntime 1.32 (one run of an
+11 s sentence in a fresh process): the CPU arena on gives the lowest peak, ~22 MB
+per second of speech on top of ~155 MB for Python, onnxruntime and the loaded
+model, against ~31 MB/s with it off (freed buffers then stay in glibc's heap);
+disabling prepacking or memory patterns changes nothing. So the arena stays on
+and what bounds the peak is ``max_phonemes``: a sentence longer than that is
+spoken in pieces split after a comma (or between words), so that no single run
+makes more than ~4 s of speech (the pause at the cut is ~0.24 s, a natural
+comma's ~0.36 s). One intra-op thread per worker: the parent runs one per core.
 
 Protocol: ``python -m coach.voice._piper_worker WORKDIR REQUEST_FD REPLY_FD``,
 pickled dicts. The hello says whether onnxruntime and piper import. A ``synth``

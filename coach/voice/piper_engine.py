@@ -100,7 +100,7 @@ MAX_PIECE_S = 4.0
 """Longest speech one model run makes: a longer sentence is spoken in pieces split at its commas.
 
 A run needs ~22 MB per second of speech on top of the loaded model (~155 MB with
-Python and onnxruntime): 5 s keeps a worker under ~270 MB.
+Python and onnxruntime): 4 s keeps a worker under ~280 MB (277 MB measured for the built-in session).
 """
 
 PHONEMES_PER_S = 19.0
@@ -367,7 +367,7 @@ class _Pool:
                 if self._idle:
                     return self._idle.pop()
                 self.started += 1
-            return Worker(self.command, self.start_timeout_s, _raise_worker_failure)
+            return Worker(self.command, self.start_timeout_s, _raise_worker_failure, own_session=True)
         except BaseException:
             self._free.release()
             raise

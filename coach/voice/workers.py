@@ -30,10 +30,14 @@ class Worker:
 
     ``on_failure(hello)`` turns a hello that is not ok (the engine's module or
     library is missing) into the engine's own error; it must raise.
+    ``own_session``: start the worker outside our process group, so that a
+    terminal's Ctrl-C never reaches it, not even while it is still importing (a
+    worker that takes seconds to start would otherwise die and be started
+    again); the parent ends it, and it exits by itself when its pipe closes.
     """
 
     def __init__(self, command: Sequence[str], start_timeout_s: float,
-                 on_failure: Callable[[dict[str, Any]], None]) -> None:
+                 on_failure: Callable[[dict[str, Any]], None], *, own_session: bool = False) -> None:
         request_r, request_w = os.pipe()
         reply_r, reply_w = os.pipe()
         # stderr goes to a file, not a pipe nobody reads (a full pipe would block the worker).
@@ -46,6 +50,7 @@ class Worker:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=self._stderr,
+                start_new_session=own_session,
             )
         except OSError as exc:
             for fd in (request_r, request_w, reply_r, reply_w):

@@ -61,13 +61,19 @@ def plan_cmd(
 
 def voice_spec(routine: Routine, *, engine: str | None = None, voice: str | None = None, rate: int | None = None,
                volume: float | None = None) -> VoiceSpec:
-    """The voice to plan with: the routine's defaults, each overridden by the command line."""
+    """The voice to plan with: the routine's defaults, each overridden by the command line.
+
+    With no rate given, the engine's best (espeak-ng is best understood a little slower).
+    """
+    from coach.voice.registry import best_rate_wpm
+
     base = VoiceSpec()
     defaults = routine.voice
+    chosen = engine or defaults.engine or base.engine
     return VoiceSpec(
-        engine=engine or defaults.engine or base.engine,
+        engine=chosen,
         voice=voice or defaults.voice or base.voice,
-        rate_wpm=rate if rate is not None else (defaults.rate_wpm or base.rate_wpm),
+        rate_wpm=rate if rate is not None else (defaults.rate_wpm or best_rate_wpm(chosen)),
         volume=volume if volume is not None else (defaults.volume or base.volume),
     )
 

@@ -342,7 +342,9 @@ class Exercise(_Model):
 class VoiceDefaults(_Model):
     """The routine's preferred voice; the command line can override each field."""
 
-    engine: Literal["pyttsx3", "piper", "estimate"] | None = None
+    engine: Literal["auto", "pyttsx3", "piper", "estimate"] | None = Field(
+        default=None, description="auto (Piper when the neural extra is installed, else pyttsx3), pyttsx3, "
+        "piper or estimate.")
     voice: Annotated[str, Field(min_length=1, max_length=200)] | None = None
     rate_wpm: int | None = Field(default=None, ge=80, le=450, description="Words per minute (80..450).")
     volume: float | None = Field(default=None, ge=0.1, le=1.0)

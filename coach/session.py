@@ -380,13 +380,19 @@ def _with_sounds(rest: Future[Timeline], sounds: dict[str, str]) -> Future[Timel
 
 def voice_spec(routine: Routine, *, engine: str | None = None, voice: str | None = None, rate: int | None = None,
                volume: float | None = None) -> VoiceSpec:
-    """The voice to plan with: the routine's defaults, each overridden by the command line."""
+    """The voice to plan with: the routine's defaults, each overridden by the command line.
+
+    With no rate given, the engine's best (espeak-ng is best understood a little slower).
+    """
+    from coach.voice.registry import best_rate_wpm
+
     base = VoiceSpec()
     defaults = routine.voice
+    chosen = engine or defaults.engine or base.engine
     return VoiceSpec(
-        engine=engine or defaults.engine or base.engine,
+        engine=chosen,
         voice=voice or defaults.voice or base.voice,
-        rate_wpm=rate if rate is not None else (defaults.rate_wpm or base.rate_wpm),
+        rate_wpm=rate if rate is not None else (defaults.rate_wpm or best_rate_wpm(chosen)),
         volume=volume if volume is not None else (defaults.volume or base.volume),
     )
 
@@ -522,12 +528,12 @@ def warm_up(engine: str | None) -> threading.Thread:
         resample(np.zeros(4, np.float32), 22050, 44100)
 
     def voices() -> None:
-        if engine == "estimate":
-            return
-        from coach.voice import list_voices
+        from coach.voice import list_voices, resolve_engine
 
         try:
-            list_voices("pyttsx3")
+            # Only pyttsx3 needs it (a worker lists its voices); Piper's are files, read when opened.
+            if resolve_engine(engine or "auto") == "pyttsx3":
+                list_voices("pyttsx3")
         except Exception:  # noqa: BLE001 - open_voice reports it properly
             pass
 

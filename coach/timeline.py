@@ -22,11 +22,17 @@ def ms(seconds: float) -> float:
     return round(seconds + 0.0, 3)
 
 
+AUTO_ENGINE = "auto"
+"""The engine name that means "the most natural one installed" (``coach.voice.registry.default_engine``)."""
+
+
 @dataclass(frozen=True)
 class VoiceSpec:
     """Which voice speaks the session."""
 
-    engine: str = "pyttsx3"
+    engine: str = AUTO_ENGINE
+    """``auto``, ``pyttsx3``, ``piper`` or ``estimate``; opening the voice resolves ``auto``
+    to the real engine, so timelines, cue scripts and the history name the one that spoke."""
     voice: str = "en-us"
     rate_wpm: int = 170
     """Speaking rate in words per minute (80..450)."""

@@ -53,7 +53,7 @@ def test_json_on_stdout_is_clean_and_matches_the_golden_plan(coach):
 
 
 def test_real_speech_plans_a_valid_session_with_clean_json_on_stdout(coach, tmp_path):
-    result = coach("--format", "json", "--level", "easier")
+    result = coach("--format", "json", "--level", "easier", "--engine", "pyttsx3")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)  # nothing but the JSON on stdout, even with the speech engine running
     assert data["voice"]["engine"] == "pyttsx3"

@@ -243,6 +243,7 @@ TINY = """\
 name: tiny
 title: Tiny
 description: A tiny test.
+voice: {engine: pyttsx3}
 exercises:
   - name: Plank
     steps:

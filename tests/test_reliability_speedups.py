@@ -52,13 +52,13 @@ def test_planning_from_a_warm_cache_reads_clip_headers_not_audio(tmp_path, monke
 
     texts = ["Lie on your back.", "Lift your hips.", "Hold it there, breathing slowly."]
     cache = ClipCache(tmp_path / "voice")
-    with open_voice(VoiceSpec(), cache=cache) as first:
+    with open_voice(VoiceSpec(engine="pyttsx3"), cache=cache) as first:
         lengths = {t: first.clip(t).duration_s for t in texts}
 
     reads = []
     real_lookup = ClipCache.lookup
     monkeypatch.setattr(ClipCache, "lookup", lambda self, key: reads.append(key) or real_lookup(self, key))
-    with open_voice(VoiceSpec(), cache=ClipCache(tmp_path / "voice")) as voice:
+    with open_voice(VoiceSpec(engine="pyttsx3"), cache=ClipCache(tmp_path / "voice")) as voice:
         voice.prefetch(texts)
         measured = {t: voice.measure_s(t) for t in texts}
         assert reads == [] and voice.synthesized == 0

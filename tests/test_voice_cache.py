@@ -34,12 +34,12 @@ def test_the_cache_lives_where_coach_cache_dir_says(cache_dir):
 
 
 def test_a_second_voice_reads_the_clip_from_disk_instead_of_synthesizing(cache_dir):
-    first = open_voice(VoiceSpec())
+    first = open_voice(VoiceSpec(engine="pyttsx3"))
     clip = first.clip("Hold it there")
     assert (first.stats.misses, first.stats.writes, first.synthesized) == (1, 1, 1)
     assert len(entries(cache_dir)) == 1
 
-    second = open_voice(VoiceSpec())
+    second = open_voice(VoiceSpec(engine="pyttsx3"))
     again = second.clip("Hold it there")
     assert (second.stats.hits, second.synthesized) == (1, 0)
     np.testing.assert_array_equal(again.samples, clip.samples)
@@ -47,7 +47,7 @@ def test_a_second_voice_reads_the_clip_from_disk_instead_of_synthesizing(cache_d
 
 
 def test_texts_that_are_spoken_alike_share_one_entry(cache_dir):
-    v = open_voice(VoiceSpec())
+    v = open_voice(VoiceSpec(engine="pyttsx3"))
     v.clip("90-degree turn")
     v.clip("90 degree turn")
     assert v.synthesized == 1
@@ -56,11 +56,12 @@ def test_texts_that_are_spoken_alike_share_one_entry(cache_dir):
 
 @pytest.mark.parametrize(
     "other",
-    [VoiceSpec(rate_wpm=171), VoiceSpec(volume=0.9), VoiceSpec(voice="gmw/en")],
+    [VoiceSpec(engine="pyttsx3", rate_wpm=171), VoiceSpec(engine="pyttsx3", volume=0.9),
+     VoiceSpec(engine="pyttsx3", voice="gmw/en")],
     ids=["rate", "volume", "voice"],
 )
 def test_a_different_voice_spec_is_a_different_entry(cache_dir, other):
-    open_voice(VoiceSpec()).clip("Go")
+    open_voice(VoiceSpec(engine="pyttsx3")).clip("Go")
     v = open_voice(other)
     v.clip("Go")
     assert v.synthesized == 1
@@ -68,9 +69,10 @@ def test_a_different_voice_spec_is_a_different_entry(cache_dir, other):
 
 
 def test_other_trim_settings_are_a_different_entry(cache_dir):
-    open_voice(VoiceSpec()).clip("Go")
-    v = open_voice(VoiceSpec(), trim=TrimSettings(keep_s=0.02))
-    assert v.clip("Go").duration_s == pytest.approx(open_voice(VoiceSpec()).clip("Go").duration_s + 0.02, abs=1e-3)
+    open_voice(VoiceSpec(engine="pyttsx3")).clip("Go")
+    v = open_voice(VoiceSpec(engine="pyttsx3"), trim=TrimSettings(keep_s=0.02))
+    plain_s = open_voice(VoiceSpec(engine="pyttsx3")).clip("Go").duration_s
+    assert v.clip("Go").duration_s == pytest.approx(plain_s + 0.02, abs=1e-3)
     assert v.synthesized == 1
 
 
@@ -90,11 +92,11 @@ def _damage(path: Path, how: str) -> None:
 
 @pytest.mark.parametrize("how", ["flipped", "truncated", "empty", "garbage"])
 def test_a_damaged_entry_is_detected_and_synthesized_again(cache_dir, how):
-    good = open_voice(VoiceSpec()).clip("Keep your back flat")
+    good = open_voice(VoiceSpec(engine="pyttsx3")).clip("Keep your back flat")
     (path,) = entries(cache_dir)
     _damage(path, how)
 
-    v = open_voice(VoiceSpec())
+    v = open_voice(VoiceSpec(engine="pyttsx3"))
     clip = v.clip("Keep your back flat")
     assert (v.stats.corrupt, v.stats.hits, v.synthesized) == (1, 0, 1)
     assert clip.duration_s == pytest.approx(good.duration_s, abs=0.03)
@@ -104,7 +106,7 @@ def test_a_damaged_entry_is_detected_and_synthesized_again(cache_dir, how):
 
 
 def test_no_cache_bypasses_the_disk(cache_dir):
-    v = open_voice(VoiceSpec(), use_cache=False)
+    v = open_voice(VoiceSpec(engine="pyttsx3"), use_cache=False)
     first = v.clip("Go")
     assert v.measure_s("Go") == first.duration_s  # measured == rendered, from memory
     assert v.synthesized == 1
@@ -115,20 +117,20 @@ def test_an_unwritable_cache_only_costs_speed(tmp_path, monkeypatch):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the cache folder should be")
     monkeypatch.setenv("COACH_CACHE_DIR", str(blocker))
-    v = open_voice(VoiceSpec())
+    v = open_voice(VoiceSpec(engine="pyttsx3"))
     assert v.measure_s("Go") > 0.2
     assert v.stats.writes == 0 and len(v.stats.write_errors) == 1
 
 
 def test_prefetch_fills_the_cache_and_reports_progress(cache_dir):
     texts = [f"Exercise {name}" for name in "ABCDEFGHIJ"] + ["Exercise A", "   "]
-    v = open_voice(VoiceSpec())
+    v = open_voice(VoiceSpec(engine="pyttsx3"))
     seen: list[tuple[int, int]] = []
     v.prefetch(texts, progress=lambda done, total: seen.append((done, total)))
     assert seen == [(i, 10) for i in range(1, 11)]
     assert v.synthesized == 10
     assert len(entries(cache_dir)) == 10
-    fresh = open_voice(VoiceSpec())
+    fresh = open_voice(VoiceSpec(engine="pyttsx3"))
     for text in texts[:10]:
         fresh.clip(text)
     assert (fresh.stats.hits, fresh.synthesized) == (10, 0)
@@ -147,7 +149,7 @@ _PREFETCH_AND_REPORT = textwrap.dedent(
     start_at = float(sys.argv[2])
     while time.time() < start_at:  # both processes start writing together
         time.sleep(0.001)
-    voice = open_voice(VoiceSpec(rate_wpm=190))
+    voice = open_voice(VoiceSpec(engine="pyttsx3", rate_wpm=190))
     voice.prefetch(texts)
     print(json.dumps({t: len(voice.clip(t).samples) for t in texts}))
     """
@@ -173,7 +175,7 @@ def test_two_processes_sharing_the_cache_at_once_leave_it_whole(cache_dir, tmp_p
     assert len(files) == len(texts)
     assert not [p for p in cache_dir.rglob("*") if p.is_file() and p.suffix != ".clip"], "temporary files left"
     on_disk = {}
-    v = open_voice(VoiceSpec(rate_wpm=190))
+    v = open_voice(VoiceSpec(engine="pyttsx3", rate_wpm=190))
     for text in texts:
         on_disk[text] = len(v.clip(text).samples)
     assert v.stats.hits == len(texts) and v.stats.corrupt == 0

@@ -8,18 +8,18 @@ from coach.errors import ExitStatus
 
 
 def test_voices_lists_english_voices_as_a_table(run_coach):
-    result = run_coach("voices", "--language", "en")
+    result = run_coach("voices", "--engine", "pyttsx3", "--language", "en")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["ID", "LANGUAGES", "NAME"]
     rows = {line.split()[0]: line for line in lines[1:]}
     assert "gmw/en-us" in rows and "English (America)" in rows["gmw/en-us"]
     assert "gmw/de" not in rows
-    assert result.stderr == ""
+    assert result.stderr.startswith("coach: pyttsx3 voices")  # which engine, and which is the default
 
 
 def test_voices_as_json_is_clean_machine_readable_stdout(run_coach):
-    result = run_coach("voices", "--format", "json")
+    result = run_coach("voices", "--engine", "pyttsx3", "--format", "json")
     assert result.returncode == 0, result.stderr
     voices = json.loads(result.stdout)  # fails on any stray line such as "Audio saved to ..."
     assert len(voices) > 50
@@ -53,7 +53,7 @@ def test_voices_without_libespeak_ng_exits_with_the_speech_status_and_an_install
     fake.mkdir()
     for name in ("libespeak-ng.so.1", "libespeak.so.1"):
         (fake / name).write_text("not a shared library\n")
-    result = run_coach("voices", env={**coach_env, "LD_LIBRARY_PATH": str(fake)})
+    result = run_coach("voices", "--engine", "pyttsx3", env={**coach_env, "LD_LIBRARY_PATH": str(fake)})
     assert result.returncode == ExitStatus.SPEECH
     assert result.stdout == ""
     assert "libespeak-ng cannot be loaded" in result.stderr

@@ -30,7 +30,7 @@ RATE_HZ = 22050
 
 def voice(rate_wpm: int = 170, name: str = "en-us", volume: float = 1.0):
     """A Voice without disk cache, so every clip is really synthesized."""
-    return open_voice(VoiceSpec(voice=name, rate_wpm=rate_wpm, volume=volume), use_cache=False)
+    return open_voice(VoiceSpec(engine="pyttsx3", voice=name, rate_wpm=rate_wpm, volume=volume), use_cache=False)
 
 
 def loud_s(samples: np.ndarray) -> float:
@@ -156,7 +156,7 @@ _CLIPS_TO_JSON = textwrap.dedent(
     from coach.timeline import VoiceSpec
     from coach.voice import open_voice
     texts = json.loads(sys.argv[1])
-    voice = open_voice(VoiceSpec(rate_wpm=200), use_cache=False)
+    voice = open_voice(VoiceSpec(engine="pyttsx3", rate_wpm=200), use_cache=False)
     durations = [round(voice.clip(t).duration_s, 3) for t in texts]
     voice.prefetch(["Prefetched one", "Prefetched two", "Prefetched three"])
     print(json.dumps(durations))
@@ -227,25 +227,25 @@ def test_countdown_words_are_short_after_trimming():
 
 
 def test_english_voices_are_listed_with_ids_names_and_languages():
-    voices = list_voices(language="en")
+    voices = list_voices("pyttsx3", language="en")
     ids = {v.id for v in voices}
     assert {"gmw/en-us", "gmw/en"} <= ids
     assert all(any(lang.startswith("en") for lang in v.languages) for v in voices)
-    assert len(list_voices()) > len(voices)
+    assert len(list_voices("pyttsx3")) > len(voices)
     us = next(v for v in voices if v.id == "gmw/en-us")
     assert us.name == "English (America)" and us.languages == ("en-us",)
 
 
 @pytest.mark.parametrize("name", ["gmw/en-us", "en-us", "EN-US", "English (America)", "english_(america)"])
 def test_a_voice_can_be_named_by_id_short_id_name_or_language(name):
-    assert validate_voice(VoiceSpec(voice=name)).voice == "gmw/en-us"
+    assert validate_voice(VoiceSpec(engine="pyttsx3", voice=name)).voice == "gmw/en-us"
 
 
 @pytest.mark.parametrize(("name", "expected"), [("en-usa", "gmw/en-us"), ("Englsh (America)", "gmw/en-us"),
                                                 ("frenc", "roa/fr"), ("gmw/de-de", "gmw/de")])
 def test_an_unknown_voice_is_an_error_naming_close_matches(name, expected):
     with pytest.raises(UsageError) as caught:
-        validate_voice(VoiceSpec(voice=name))
+        validate_voice(VoiceSpec(engine="pyttsx3", voice=name))
     assert "close matches" in str(caught.value)
     assert expected in str(caught.value)
     assert caught.value.hint and "coach voices" in caught.value.hint
@@ -253,12 +253,12 @@ def test_an_unknown_voice_is_an_error_naming_close_matches(name, expected):
 
 def test_a_voice_unlike_any_other_is_an_error_too():
     with pytest.raises(UsageError, match="unknown voice 'zzzzqqq'"):
-        validate_voice(VoiceSpec(voice="zzzzqqq"))
+        validate_voice(VoiceSpec(engine="pyttsx3", voice="zzzzqqq"))
 
 
 def test_a_bad_rate_is_refused_before_the_engine_sees_it():
     with pytest.raises(UsageError, match="80..450"):
-        open_voice(VoiceSpec(rate_wpm=500))
+        open_voice(VoiceSpec(engine="pyttsx3", rate_wpm=500))
 
 
 # -- a missing engine ------------------------------------------------------
@@ -277,7 +277,7 @@ def test_a_missing_libespeak_ng_is_a_speech_error_saying_how_to_install_it(tmp_p
         from coach.timeline import VoiceSpec
         from coach.voice import open_voice
         try:
-            open_voice(VoiceSpec()).clip("Go")
+            open_voice(VoiceSpec(engine="pyttsx3")).clip("Go")
         except SpeechEngineError as exc:
             print(exc.exit_status.value, exc.message, "|", exc.hint)
         """
@@ -394,7 +394,7 @@ def test_ctrl_c_during_prefetch_stops_quickly_and_leaves_no_worker_behind(tmp_pa
         import sys
         from coach.timeline import VoiceSpec
         from coach.voice import open_voice
-        voice = open_voice(VoiceSpec(), use_cache=False)
+        voice = open_voice(VoiceSpec(engine="pyttsx3"), use_cache=False)
         print("ready", flush=True)
         try:
             voice.prefetch([f"Cue number {i}, keep going" for i in range(5000)])

@@ -188,8 +188,10 @@ def test_unknown_voices_and_files_without_config_are_usage_errors(tmp_path):
     with pytest.raises(UsageError, match="no Piper voice config beside it"):
         validate_voice(VoiceSpec(engine="piper", voice=str(lonely)))
     (tmp_path / "lonely.onnx.json").write_text(json.dumps({"audio": {"sample_rate": 22050}}))
-    with pytest.raises(SpeechEngineError, match="cannot load the Piper voice"):
-        open_voice(VoiceSpec(engine="piper", voice=str(lonely)), use_cache=False)
+    # The model is loaded by the first synthesis (in a worker), not when the voice opens.
+    with open_voice(VoiceSpec(engine="piper", voice=str(lonely)), use_cache=False) as voice:
+        with pytest.raises(SpeechEngineError, match="cannot load the Piper voice"):
+            voice.clip("Hold it.")
 
 
 BLOCK_PIPER = textwrap.dedent("""\
@@ -315,7 +317,7 @@ def tiny_piper() -> str:
     """The player tests' tiny routine, asking for Piper."""
     from test_play_real import TINY
 
-    return TINY.replace("exercises:", "voice:\n  engine: piper\nexercises:", 1)
+    return TINY.replace("voice: {engine: pyttsx3}", "voice: {engine: piper}", 1)
 
 
 @needs_piper
@@ -391,3 +393,73 @@ def test_play_starts_a_piper_routine_with_its_intro_and_carries_on_exactly_as_pl
         assert len(cap2.frames) == at2 + len(heard_body), "the body plays to its end"
     finally:
         device.stop()
+
+
+# -- memory and laziness ------------------------------------------------------------
+
+BIRD_DOG = ("Grab the dumbbell in front of you and extend your arm straight forward with your palm facing inward, "
+            "at the same time extend your opposite leg behind you, keep your feet flexed and act like you're trying "
+            "to kick the wall behind you with your heel that's elevated, then hold it there for a moment and breathe.")
+
+
+def test_a_long_sentence_is_split_after_a_comma_near_its_middle_into_pieces_of_at_most_the_limit():
+    from coach.voice._piper_worker import split_phonemes
+
+    phonemes = list("ab cd, ef gh ij, kl mn op qr.")
+    pieces = split_phonemes(phonemes, 12)
+    assert all(len(p) <= 12 for p in pieces)
+    assert ["".join(p) for p in pieces] == ["ab cd,", "ef gh ij,", "kl mn op qr."]
+    # A clause longer than the limit is cut between words.
+    assert ["".join(p) for p in split_phonemes(phonemes, 8)] == ["ab cd,", "ef gh", "ij,", "kl mn", "op qr."]
+    assert split_phonemes(phonemes, 100) == [phonemes]
+    assert split_phonemes(list("abcdefghij"), 4) == [list("abcdefghij")]  # one word: nowhere to cut
+
+
+@needs_piper
+def test_piper_workers_stay_under_300_mb_and_the_parent_never_imports_onnxruntime(tmp_path):
+    """The laptop budget of issue 15: the largest process of a Piper export peaks at <= 300 MB."""
+    script = textwrap.dedent(f"""\
+        import resource, sys
+        from coach.timeline import VoiceSpec
+        from coach.voice import open_voice
+        with open_voice(VoiceSpec(engine="piper"), use_cache=False) as voice:
+            voice.prefetch([{BIRD_DOG!r}, {LONG!r}, "Rest."])
+            started = voice.engine.workers_started
+        print(started, "onnxruntime" in sys.modules,
+              resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024)
+        """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    started, imported, worker_peak_mb = done.stdout.split()
+    assert int(started) >= 1 and imported == "False"
+    assert int(worker_peak_mb) <= 300, f"a Piper worker peaked at {worker_peak_mb} MB"
+
+
+@needs_piper
+def test_a_warm_cache_plans_and_renders_a_piper_session_without_loading_the_model(tmp_path):
+    """What `coach play` does with every clip cached: measure, plan, read clips; no worker, no onnxruntime."""
+    routine = tmp_path / "tiny.yaml"
+    routine.write_text(tiny_piper())
+    script = textwrap.dedent(f"""\
+        import sys
+        from coach.loader import load_routine
+        from coach.planner import PlanSettings, plan
+        from coach.timeline import VoiceSpec
+        from coach.voice import open_voice
+        from coach.voice.cache import ClipCache
+        routine = load_routine({str(routine)!r})
+        with open_voice(VoiceSpec(engine=routine.voice.engine), cache=ClipCache({str(tmp_path / "cache")!r})) as v:
+            settings = PlanSettings(voice=v.spec)
+            texts = [c.text for c in plan(routine, settings, lambda t: 1.0).speech]
+            v.prefetch(texts)
+            timeline = plan(routine, settings, v.measure_s)
+            heard = sum(v.clip(c.text).duration_s for c in timeline.speech)
+            print(v.engine.workers_started, v.synthesized, "onnxruntime" in sys.modules, heard > 1)
+        """)
+    runs = [subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                           cwd=tmp_path) for _ in range(2)]
+    for run in runs:
+        assert run.returncode == 0, run.stderr
+    cold, warm = (run.stdout.split() for run in runs)
+    assert int(cold[0]) >= 1 and int(cold[1]) > 3 and cold[3] == "True"
+    assert warm == ["0", "0", "False", "True"], "a warm session must not start a Piper worker"

@@ -32,8 +32,8 @@ VerbosityOpt = typer.Option("full", "--verbosity", help="full, or brief (no back
 CountdownOpt = typer.Option(3, "--countdown", help="Seconds counted down before each timed start (0..10).")
 FromExerciseOpt = typer.Option(None, "--from", help="Start at this exercise (id, name or number).")
 EngineOpt = typer.Option(
-    None, "--engine", help="pyttsx3 (espeak-ng), piper (natural; the neural extra) or estimate (silent "
-    "speech, timed by words per minute). Default: the routine's.")
+    None, "--engine", help="auto (piper if the neural extra is installed, else pyttsx3), pyttsx3 (espeak-ng), "
+    "piper (natural) or estimate (silent speech, timed by words per minute). Default: the routine's.")
 VoiceOpt = typer.Option(None, "--voice", help="Voice id or name (see `coach voices`). Default: the routine's.")
 RateOpt = typer.Option(None, "--rate", help="Speaking rate in words per minute (80..450).")
 VolumeOpt = typer.Option(None, "--volume", help="Speech volume, 0.1..1.0.")

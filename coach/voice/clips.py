@@ -25,9 +25,9 @@ from coach.audio.clip import Clip
 from coach.audio.level import CLIP_CEILING_DBTP, SPEECH_LUFS, ClipLevel, normalize_speech
 from coach.timeline import VoiceSpec
 from coach.voice.cache import CacheStats, ClipCache, cache_key
-from coach.voice.engine import EstimateEngine, SpeechEngine
+from coach.voice.engine import SpeechEngine
 from coach.voice.normalize import normalize_for_speech
-from coach.voice.specs import validate_voice
+from coach.voice.registry import make_engine, validate_voice
 from coach.voice.trim import DEFAULT_TRIM, TrimSettings, trim_silence
 
 Progress = Callable[[int, int], None]
@@ -274,19 +274,6 @@ class Voice:
                 self._memory_frames -= len(dropped.samples)
 
 
-def make_engine(spec: VoiceSpec) -> SpeechEngine:
-    """The engine for an already validated ``spec``."""
-    if spec.engine == "estimate":
-        return EstimateEngine(rate_wpm=spec.rate_wpm)
-    if spec.engine == "piper":
-        from coach.voice.piper_engine import PiperEngine, find_piper_voice
-
-        return PiperEngine(find_piper_voice(spec.voice), spec.rate_wpm, spec.volume)
-    from coach.voice.pyttsx3_engine import Pyttsx3Engine
-
-    return Pyttsx3Engine(spec.voice, spec.rate_wpm, spec.volume)
-
-
 def open_voice(
     spec: VoiceSpec,
     *,
@@ -295,6 +282,8 @@ def open_voice(
     trim: TrimSettings = DEFAULT_TRIM,
 ) -> Voice:
     """A ``Voice`` for ``spec`` after validating it (UsageError, SpeechEngineError).
+
+    ``engine: auto`` is resolved here: ``Voice.spec`` names the engine that speaks.
 
     ``use_cache=False`` bypasses the disk cache (``--no-cache``); ``cache``
     picks another cache folder than the default.

@@ -7,14 +7,14 @@
   in the user voices folder (``voices_dir()``), or any path given to ``--voice``.
 - piper-tts is GPL-3.0-or-later, so it is an optional extra: without it, asking
   for the engine is a ``SpeechEngineError`` that says how to install it.
-- Unlike pyttsx3, Piper is safe in-process (no stdout, no global engine state):
-  one onnxruntime session per engine, one intra-op thread per run, and
-  ``parallelism`` runs at once from ``Voice.prefetch``'s threads (onnxruntime
-  releases the GIL). Measured on the built-in session's 91 cues, two shared
-  cores, fastest of 3 (scripts/bench-engines --parallel): 13.9 s, against 18.2 s
-  one run at a time and 19.0 s in two worker processes (each loads the model).
-  One run on two intra-op threads matched it on an idle machine but took 30-36 s
-  whenever another process wanted a core: its threads spin-wait for each other.
+- Each model lives in worker processes of its own (``coach.voice._piper_worker``),
+  one intra-op thread each, as many as there are cores and free memory for
+  (``worker_count``), started only when a clip is not in the cache: a warm
+  ``coach play`` never loads the model, and the parent never imports
+  onnxruntime. A cue's sentences are spread over the workers, so one long
+  paragraph does not wait for a single core. Each worker peaks under ~300 MB
+  (see ``_piper_worker``: long sentences are spoken in pieces of at most
+  ``MAX_PIECE_S`` of speech).
 - Durations are deterministic (``noise_w_scale=0``): the same text always gets
   the same length, so a plan does not depend on which process synthesized it.
   The timbre keeps the voice's own noise (``noise_scale``), so clips are not
@@ -26,21 +26,28 @@
 
 from __future__ import annotations
 
+import atexit
 import bisect
 import hashlib
+import importlib.util
 import json
 import os
+import re
+import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
 from coach.audio.clip import Clip
 from coach.errors import SpeechEngineError, UsageError
 from coach.voice.engine import VoiceInfo
+from coach.voice.specs import resolve_voice
+from coach.voice.workers import Worker, WorkerGone, worker_count
 
 ENGINE_NAME = "piper"
 INSTALL_HINT = "install the neural extra: `pip install '.[neural]'` in the coach folder, or `scripts/setup --neural`"
@@ -87,7 +94,28 @@ with 1.4 dB left for the resampler's overshoot.
 """
 
 SYNTHESIS_THREADS = 1
-"""onnxruntime intra-op threads per run; parallelism comes from running several at once."""
+"""onnxruntime intra-op threads per worker; parallelism comes from running one worker per core."""
+
+MAX_PIECE_S = 4.0
+"""Longest speech one model run makes: a longer sentence is spoken in pieces split at its commas.
+
+A run needs ~22 MB per second of speech on top of the loaded model (~155 MB with
+Python and onnxruntime): 4 s keeps a worker under ~280 MB (277 MB measured for the built-in session).
+"""
+
+PHONEMES_PER_S = 19.0
+"""Joe at length scale 1: 120 phonemes of the built-in session's sentences took 6.1 s."""
+
+WORKER_MB = 300
+"""Memory a worker may take at its peak: what ``worker_count`` sizes the pool by."""
+
+DEFAULT_WORKER_COMMAND: tuple[str, ...] = (sys.executable, "-m", "coach.voice._piper_worker")
+START_TIMEOUT_S = 60.0
+"""Start of a worker (Python, onnxruntime): ~0.5 s; the bound only catches a hang on a loaded machine."""
+SYNTH_TIMEOUT_BASE_S = 60.0
+SYNTH_TIMEOUT_PER_CHAR_S = 0.1
+"""The first request also loads the model (~0.3 s); a sentence takes ~0.07 s per second of speech."""
+ATTEMPTS = 2
 
 
 def voices_dir() -> Path:
@@ -100,14 +128,33 @@ def voices_dir() -> Path:
     return Path(user_data_dir("coach")) / "voices"
 
 
-def require_piper() -> Any:
-    """The ``piper`` module, or a SpeechEngineError saying how to install the extra."""
-    try:
-        import onnxruntime  # noqa: F401 - imported first: its failure is the clearer one
-        import piper
-    except ImportError as exc:  # also a broken onnxruntime (missing shared library)
-        raise SpeechEngineError(f"the piper speech engine is not installed ({exc})", hint=INSTALL_HINT) from None
-    return piper
+def missing_module() -> str | None:
+    """Why the neural extra cannot be used (a module that is not installed), or None.
+
+    Looked up without importing: onnxruntime alone costs 60 MB and 0.3 s, and only
+    the workers need it (a broken install is reported by the first worker).
+    """
+    for module in ("onnxruntime", "piper"):
+        try:
+            if importlib.util.find_spec(module) is None:
+                return f"No module named {module!r}"
+        except (ImportError, ValueError) as exc:
+            return str(exc)
+    return None
+
+
+def piper_installed() -> bool:
+    """True when piper-tts, onnxruntime and at least one voice are installed (what ``engine: auto`` picks)."""
+    if missing_module() is not None:
+        return False
+    return packaged_voice() is not None or bool(user_voices())
+
+
+def require_piper() -> None:
+    """Nothing, or a SpeechEngineError saying how to install the extra."""
+    missing = missing_module()
+    if missing is not None:
+        raise SpeechEngineError(f"the piper speech engine is not installed ({missing})", hint=INSTALL_HINT)
 
 
 def piper_version() -> str:
@@ -209,8 +256,6 @@ def looks_like_path(voice: str) -> bool:
 
 def find_piper_voice(voice: str) -> PiperVoiceFile:
     """The voice ``voice`` names: a path to a ``.onnx`` model, or an id, name or language of a listed voice."""
-    from coach.voice.specs import resolve_voice
-
     require_piper()
     if looks_like_path(voice):
         path = Path(voice).expanduser()
@@ -280,63 +325,179 @@ def _pace_at(length_scale: float) -> float:
 
 # -- the engine -------------------------------------------------------------------
 
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=\S)")
+
+
+def sentences_of(text: str) -> list[str]:
+    """``text`` cut after each ``.``, ``!`` or ``?`` followed by a space: the pieces the workers share.
+
+    Piper speaks each sentence on its own anyway (espeak finds them); cutting
+    here lets two workers speak two sentences of one cue at once.
+    """
+    return [part for part in _SENTENCE_END.split(text.strip()) if part]
+
+
+def _raise_worker_failure(hello: dict[str, Any]) -> None:
+    if hello.get("kind") == "missing-module":
+        raise SpeechEngineError(f"the piper speech engine is not installed ({hello.get('message')})",
+                                hint=INSTALL_HINT)
+    raise SpeechEngineError(f"the Piper worker failed: {hello.get('message', 'unknown failure')}")
+
+
+class _Pool:
+    """At most ``size`` workers for one voice's settings; ``acquire`` waits for a free one."""
+
+    def __init__(self, command: tuple[str, ...], size: int, start_timeout_s: float) -> None:
+        self.command = command
+        self.size = size
+        self.start_timeout_s = start_timeout_s
+        self.started = 0
+        """How many worker processes this pool started (each loads the model)."""
+        self._idle: list[Worker] = []
+        self._free = threading.Semaphore(size)
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def acquire(self) -> Worker:
+        self._free.acquire()
+        try:
+            with self._lock:
+                if self._closed:
+                    raise SpeechEngineError("the Piper engine is closed")
+                if self._idle:
+                    return self._idle.pop()
+                self.started += 1
+            return Worker(self.command, self.start_timeout_s, _raise_worker_failure, own_session=True)
+        except BaseException:
+            self._free.release()
+            raise
+
+    def release(self, worker: Worker) -> None:
+        with self._lock:
+            closed = self._closed
+            if not closed:
+                self._idle.append(worker)
+        if closed:
+            worker.close()
+        self._free.release()
+
+    def discard(self, worker: Worker) -> None:
+        worker.kill()
+        self._free.release()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for worker in idle:
+            worker.close()
+
+
+_open_pools: set[_Pool] = set()
+_open_pools_lock = threading.Lock()
+
+
+@atexit.register
+def close_all_workers() -> None:
+    """Stop every Piper worker of every engine still open (also done at interpreter exit)."""
+    with _open_pools_lock:
+        pools = list(_open_pools)
+    for pool in pools:
+        pool.close()
+
 
 class PiperEngine:
-    """Piper speech for one voice file, rate and volume; thread-safe, ``parallelism`` runs at once."""
+    """Piper speech for one voice file, rate and volume, spoken in worker processes; thread-safe.
+
+    Nothing is loaded until the first ``synthesize``: opening the engine reads the
+    voice's config and hashes its model (the cache key), that is all.
+    """
 
     name = ENGINE_NAME
     exact = True
 
-    def __init__(self, voice: PiperVoiceFile, rate_wpm: int, volume: float, *, threads: int = SYNTHESIS_THREADS,
-                 parallelism: int | None = None) -> None:
+    def __init__(self, voice: PiperVoiceFile, rate_wpm: int, volume: float, *,
+                 workers: int | None = None, worker_command: Sequence[str] = DEFAULT_WORKER_COMMAND,
+                 start_timeout_s: float = START_TIMEOUT_S) -> None:
         require_piper()
-        import onnxruntime
-        from piper import PiperVoice, SynthesisConfig
-        from piper.config import PiperConfig
-
         self.voice_file = voice
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
         try:
-            config = PiperConfig.from_dict(json.loads(voice.config_path.read_text(encoding="utf-8")))
-            # Not PiperVoice.load: it takes no session options, and loading twice costs ~0.3 s.
-            session = onnxruntime.InferenceSession(str(voice.model_path), sess_options=options,
-                                                   providers=["CPUExecutionProvider"])
-            loaded = PiperVoice(session=session, config=config)
-        except Exception as exc:  # noqa: BLE001 - onnxruntime and the config raise their own types
+            config = json.loads(voice.config_path.read_text(encoding="utf-8"))
+            self.sample_rate_hz = int(config["audio"]["sample_rate"])
+            inference = config.get("inference") or {}
+            trained_scale = float(inference.get("length_scale", 1.0))
+            noise_scale = float(inference.get("noise_scale", 0.667))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
             raise SpeechEngineError(f"cannot load the Piper voice {voice.model_path}: {exc}") from None
-        self._piper = loaded
-        self.sample_rate_hz = int(loaded.config.sample_rate)
-        self.length_scale = length_scale_for(rate_wpm) * float(loaded.config.length_scale)
-        self._config = SynthesisConfig(
-            length_scale=self.length_scale,
-            noise_scale=float(loaded.config.noise_scale),
-            noise_w_scale=0.0,
-            normalize_audio=True,
-            volume=SPEECH_PEAK * float(volume),
-        )
-        self.parallelism = parallelism or max(1, min(2, os.cpu_count() or 1))
+        self.length_scale = length_scale_for(rate_wpm) * trained_scale
+        peak = SPEECH_PEAK * float(volume)
+        max_phonemes = max(8, int(MAX_PIECE_S * PHONEMES_PER_S / self.length_scale))
+        self._settings = {
+            "model_path": str(voice.model_path), "config_path": str(voice.config_path),
+            "length_scale": self.length_scale, "noise_scale": noise_scale, "peak": peak,
+            "max_phonemes": max_phonemes, "threads": SYNTHESIS_THREADS,
+        }
+        self.parallelism = workers or worker_count(WORKER_MB, most=4)
         self.version = (
             f"{piper_version()}; model sha256:{file_digest(voice.model_path)}; "
             f"config sha256:{file_digest(voice.config_path)}; length_scale {self.length_scale:.4f}; "
-            f"noise_scale {self._config.noise_scale:g}; noise_w 0; peak {self._config.volume:.4f}"
+            f"noise_scale {noise_scale:g}; noise_w 0; peak {peak:.4f}; pieces of {max_phonemes} phonemes"
         )
+        self._pool = _Pool(tuple(worker_command), self.parallelism, start_timeout_s)
+        self._sentences = ThreadPoolExecutor(max_workers=self.parallelism, thread_name_prefix="coach-piper")
+        with _open_pools_lock:
+            _open_pools.add(self._pool)
+
+    @property
+    def workers_started(self) -> int:
+        """How many worker processes (each loading the model) this engine started."""
+        return self._pool.started
 
     def synthesize(self, text: str) -> Clip:
-        if self._piper is None:
-            raise SpeechEngineError("the Piper engine is closed")
-        try:
-            chunks = [c.audio_float_array for c in self._piper.synthesize(text, syn_config=self._config)]
-        except Exception as exc:  # noqa: BLE001 - phonemizer and onnxruntime errors alike
-            raise SpeechEngineError(f"Piper failed to speak {text[:60]!r}: {exc}") from None
-        # One chunk per sentence, each with its own ~50 ms lead-in and ~150 ms tail:
-        # joined as they are, that is the pause between sentences.
-        samples = np.concatenate(chunks).astype(np.float32, copy=False) if chunks else np.zeros(0, np.float32)
-        return Clip(samples, self.sample_rate_hz)
+        parts = sentences_of(text)
+        if not parts:
+            return Clip(np.zeros(0, np.float32), self.sample_rate_hz)
+        if len(parts) == 1:
+            samples = [self._speak(parts[0])]
+        else:
+            samples = list(self._sentences.map(self._speak, parts))
+        return Clip(np.concatenate(samples), self.sample_rate_hz)
+
+    def _speak(self, text: str) -> np.ndarray:
+        message = {"op": "synth", "settings": self._settings, "text": text}
+        timeout_s = SYNTH_TIMEOUT_BASE_S + SYNTH_TIMEOUT_PER_CHAR_S * len(text)
+        problems: list[str] = []
+        for _ in range(ATTEMPTS):
+            worker = self._pool.acquire()
+            try:
+                reply = worker.request(message, timeout_s)
+            except WorkerGone as exc:
+                self._pool.discard(worker)
+                problems.append(str(exc))
+                continue
+            except BaseException:
+                # Ctrl-C mid-request: the reply would arrive for nobody. This worker must go.
+                self._pool.discard(worker)
+                raise
+            if not reply.get("ok"):
+                self._pool.discard(worker)
+                if reply.get("kind") == "load":
+                    raise SpeechEngineError(f"cannot load the Piper voice {self.voice_file.model_path}: "
+                                            f"{reply.get('message')}")
+                raise SpeechEngineError(f"Piper failed to speak {text[:60]!r}: {reply.get('message')}")
+            self._pool.release(worker)
+            rate_hz = int(reply["sample_rate_hz"])
+            if rate_hz != self.sample_rate_hz:
+                raise SpeechEngineError(f"the Piper voice {self.voice_file.model_path} speaks at {rate_hz} Hz, "
+                                        f"its config says {self.sample_rate_hz} Hz")
+            return np.frombuffer(reply["samples"], dtype=np.float32)
+        raise SpeechEngineError(f"Piper failed {ATTEMPTS} times to speak {text[:60]!r}: " + " | ".join(problems))
 
     def list_voices(self) -> list[VoiceInfo]:
         return [v.info() for v in piper_voices()]
 
     def close(self) -> None:
-        self._piper = None
+        self._sentences.shutdown(wait=False, cancel_futures=True)
+        self._pool.close()
+        with _open_pools_lock:
+            _open_pools.discard(self._pool)

@@ -16,14 +16,9 @@ one pyttsx3 engine configured once for one voice spec, and this module
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 import sys
-import tempfile
 import threading
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
 from typing import Any, Sequence
 
 import numpy as np
@@ -31,6 +26,7 @@ import numpy as np
 from coach.audio.clip import Clip
 from coach.errors import SpeechEngineError
 from coach.voice.engine import VoiceInfo
+from coach.voice.workers import Worker, WorkerGone, usable_cores
 
 ENGINE_NAME = "pyttsx3"
 SAMPLE_RATE_HZ = 22050
@@ -47,101 +43,11 @@ SYNTH_TIMEOUT_PER_CHAR_S = 0.02
 ATTEMPTS = 3
 
 
-class _WorkerGone(Exception):
-    """The worker died, timed out or gave an unusable answer: discard it and retry."""
-
-
 @dataclass(frozen=True)
 class _Config:
     voice: str
     rate_wpm: int
     volume: float
-
-
-class _Worker:
-    """One worker process and its two pipes."""
-
-    def __init__(self, command: Sequence[str], start_timeout_s: float) -> None:
-        request_r, request_w = os.pipe()
-        reply_r, reply_w = os.pipe()
-        # stderr goes to a file, not a pipe nobody reads (a full pipe would block the worker).
-        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in kill()
-        self.workdir = tempfile.mkdtemp(prefix="coach-voice-")
-        try:
-            self.process = subprocess.Popen(
-                [*command, self.workdir, str(request_r), str(reply_w)],
-                pass_fds=(request_r, reply_w),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=self._stderr,
-            )
-        except OSError as exc:
-            for fd in (request_r, request_w, reply_r, reply_w):
-                os.close(fd)
-            self._stderr.close()
-            shutil.rmtree(self.workdir, ignore_errors=True)
-            raise SpeechEngineError(f"cannot start the speech worker {command[0]}: {exc}") from exc
-        os.close(request_r)
-        os.close(reply_w)
-        self._requests = Connection(request_w, readable=False)
-        self._replies = Connection(reply_r, writable=False)
-        self.config: _Config | None = None
-        try:
-            hello = self._receive(start_timeout_s, "starting")
-        except BaseException:
-            # Ctrl-C while the worker starts: nobody else knows about this process yet.
-            self.kill()
-            raise
-        if not hello.get("ok"):
-            self.kill()
-            _raise_worker_failure(hello)
-
-    def _receive(self, timeout_s: float, doing: str) -> dict[str, Any]:
-        try:
-            if not self._replies.poll(timeout_s):
-                self.kill()
-                raise _WorkerGone(f"speech worker timed out after {timeout_s:.0f} s while {doing}")
-            return self._replies.recv()
-        except (EOFError, OSError) as exc:
-            detail = self.stderr_tail()
-            self.kill()
-            raise _WorkerGone(f"speech worker died while {doing}" + (f": {detail}" if detail else "")) from exc
-
-    def request(self, message: dict[str, Any], timeout_s: float) -> dict[str, Any]:
-        try:
-            self._requests.send(message)
-        except OSError as exc:
-            self.kill()
-            raise _WorkerGone(f"speech worker is gone: {exc}") from exc
-        return self._receive(timeout_s, str(message.get("op")))
-
-    def stderr_tail(self, limit: int = 600) -> str:
-        try:
-            self._stderr.seek(0)
-            text = self._stderr.read().decode("utf-8", "replace").strip()
-        except (OSError, ValueError):
-            return ""
-        return text[-limit:]
-
-    def close(self) -> None:
-        """Ask the worker to quit; kill it if it does not."""
-        try:
-            self.request({"op": "quit"}, 2.0)
-            self.process.wait(timeout=2.0)
-        except (_WorkerGone, subprocess.TimeoutExpired):
-            pass
-        self.kill()
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        for closable in (self._requests, self._replies, self._stderr):
-            try:
-                closable.close()
-            except (OSError, AttributeError):
-                pass
-        shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 def _raise_worker_failure(reply: dict[str, Any]) -> None:
@@ -166,20 +72,20 @@ class _Pool:
         self.command = command
         self.size = size
         self.start_timeout_s = start_timeout_s
-        self._idle: list[_Worker] = []
+        self._idle: list[Worker] = []
         self._lock = threading.Lock()
 
-    def acquire(self, config: _Config | None) -> _Worker:
+    def acquire(self, config: _Config | None) -> Worker:
         """A worker made for ``config`` (or still unconfigured); None: any worker."""
         with self._lock:
             for wanted in ([config] if config is not None else []) + [None]:
                 for i, worker in enumerate(self._idle):
                     if config is None or worker.config == wanted:
                         return self._idle.pop(i)
-        return _Worker(self.command, self.start_timeout_s)
+        return Worker(self.command, self.start_timeout_s, _raise_worker_failure)
 
-    def release(self, worker: _Worker) -> None:
-        surplus: list[_Worker] = []
+    def release(self, worker: Worker) -> None:
+        surplus: list[Worker] = []
         with self._lock:
             self._idle.append(worker)
             # Keep the most recently used few; the longest idle worker goes first.
@@ -203,7 +109,7 @@ def _pool(command: tuple[str, ...], start_timeout_s: float) -> _Pool:
     with _pools_lock:
         pool = _pools.get(command)
         if pool is None:
-            pool = _pools[command] = _Pool(command, max(1, min(2, os.cpu_count() or 1)), start_timeout_s)
+            pool = _pools[command] = _Pool(command, min(2, usable_cores()), start_timeout_s)
         return pool
 
 
@@ -244,12 +150,12 @@ def engine_info(command: Sequence[str] = DEFAULT_WORKER_COMMAND, *, start_timeou
     if cached is not None:
         return cached
     pool = _pool(key, start_timeout_s)
-    last: _WorkerGone | None = None
+    last: WorkerGone | None = None
     for _ in range(ATTEMPTS):
         try:
             worker = pool.acquire(None)
             reply = worker.request({"op": "info"}, start_timeout_s)
-        except _WorkerGone as exc:
+        except WorkerGone as exc:
             last = exc
             continue
         pool.release(worker)
@@ -325,13 +231,13 @@ class Pyttsx3Engine:
                 self.retries += 1
             try:
                 worker = self._pool.acquire(self._config)
-            except _WorkerGone as exc:
+            except WorkerGone as exc:
                 problems.append(str(exc))
                 continue
             worker.config = self._config
             try:
                 reply = worker.request(message, timeout_s)
-            except _WorkerGone as exc:
+            except WorkerGone as exc:
                 problems.append(str(exc))
                 continue
             except BaseException:

@@ -1,49 +1,22 @@
-"""Voice specs: list an engine's voices, validate a spec, resolve a voice name to its id.
+"""Checks shared by every engine: find a voice by name among an engine's voices, check rate and volume.
 
-Every value a user types (``--voice``, ``--rate``, ``--volume``) passes
-through ``validate_voice`` before anything is synthesized: an unknown voice
-is a ``UsageError`` naming the close matches, never a silent fallback, and
-out-of-range numbers are refused here because the engine does not clamp them.
+``coach.voice.registry.validate_voice`` applies them to every value a user
+types (``--voice``, ``--rate``, ``--volume``) before anything is synthesized:
+an unknown voice is a ``UsageError`` naming the close matches, never a silent
+fallback, and out-of-range numbers are refused here because the engines do not
+clamp them. This module knows no engine (engines import it, not the reverse).
 """
 
 from __future__ import annotations
 
 import difflib
 import math
-from dataclasses import replace
 
 from coach.errors import UsageError
-from coach.timeline import VoiceSpec
 from coach.voice.engine import RATE_MAX_WPM, RATE_MIN_WPM, VOLUME_MAX, VOLUME_MIN, VoiceInfo
 
-ENGINES: tuple[str, ...] = ("pyttsx3", "piper", "estimate")
 
-
-def check_engine(engine: str) -> str:
-    """``engine`` if Coach knows it, else a UsageError naming the known ones."""
-    if engine in ENGINES:
-        return engine
-    close = difflib.get_close_matches(engine, ENGINES, n=1, cutoff=0.5)
-    suggestion = f"did you mean {close[0]!r}? " if close else ""
-    raise UsageError(f"unknown speech engine {engine!r}: {suggestion}known engines: {', '.join(ENGINES)}")
-
-
-def list_voices(engine: str = "pyttsx3", language: str | None = None) -> list[VoiceInfo]:
-    """The voices of ``engine``, optionally only those speaking ``language`` (``en`` matches ``en-us``)."""
-    check_engine(engine)
-    if engine == "estimate":
-        return []
-    if engine == "piper":
-        from coach.voice.piper_engine import piper_voices
-
-        # The packaged voice stays first: resolving a language such as en-us picks it.
-        return _speaking([v.info() for v in piper_voices()], language)
-    from coach.voice.pyttsx3_engine import engine_info
-
-    return sorted(_speaking(list(engine_info().voices), language), key=lambda v: (v.languages[:1], v.id))
-
-
-def _speaking(voices: list[VoiceInfo], language: str | None) -> list[VoiceInfo]:
+def speaking(voices: list[VoiceInfo], language: str | None) -> list[VoiceInfo]:
     """``voices`` that speak ``language`` (all of them for None)."""
     if language:
         wanted = language.strip().lower().replace("_", "-")
@@ -92,7 +65,7 @@ def resolve_voice(name: str, voices: list[VoiceInfo]) -> VoiceInfo:
     raise UsageError(f"unknown voice {name!r}: no voice has a similar name", hint="see `coach voices`")
 
 
-def _check_rate(rate_wpm: object) -> int:
+def check_rate(rate_wpm: object) -> int:
     if isinstance(rate_wpm, bool) or not isinstance(rate_wpm, (int, float)) or not float(rate_wpm).is_integer():
         raise UsageError(f"rate must be a whole number of words per minute, got {rate_wpm!r}")
     rate = int(rate_wpm)
@@ -101,29 +74,10 @@ def _check_rate(rate_wpm: object) -> int:
     return rate
 
 
-def _check_volume(volume: object) -> float:
+def check_volume(volume: object) -> float:
     if isinstance(volume, bool) or not isinstance(volume, (int, float)) or math.isnan(float(volume)):
         raise UsageError(f"volume must be a number, got {volume!r}")
     value = float(volume)
     if not VOLUME_MIN <= value <= VOLUME_MAX:
         raise UsageError(f"volume {value:g} is out of range: give {VOLUME_MIN:g}..{VOLUME_MAX:g}")
     return value
-
-
-def validate_voice(spec: VoiceSpec) -> VoiceSpec:
-    """``spec`` checked and with its voice resolved to an engine id; UsageError if anything is wrong.
-
-    The estimate engine keeps any voice name (it has no voices to check). A
-    Piper voice resolves to its id, or to the absolute path of a ``.onnx`` file.
-    """
-    engine = check_engine(spec.engine)
-    rate = _check_rate(spec.rate_wpm)
-    volume = _check_volume(spec.volume)
-    voice = spec.voice
-    if engine == "pyttsx3":
-        voice = resolve_voice(spec.voice, list_voices(engine)).id
-    elif engine == "piper":
-        from coach.voice.piper_engine import find_piper_voice
-
-        voice = find_piper_voice(spec.voice).id
-    return replace(spec, engine=engine, voice=voice, rate_wpm=rate, volume=volume)

@@ -196,6 +196,10 @@ def _source_of(ref: str) -> str:
 
 
 def _is_script(ref: str) -> bool:
+    if ref == "-":
+        from coach.cuescript import stdin_is_script
+
+        return stdin_is_script()
     path = Path(ref)
     suffix = path.suffix.lower()
     if suffix in SCRIPT_SUFFIXES:

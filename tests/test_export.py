@@ -187,6 +187,7 @@ def peak_rss(duration_s: float, path: Path, rate_hz: int) -> dict:
     return json.loads(out.stdout)
 
 
+@pytest.mark.slow  # exports a 2-hour session
 def test_peak_memory_does_not_grow_with_the_session_length(tmp_path):
     # 8 kHz mono keeps this test short; scripts measure the full 44.1 kHz stereo case for the notes.
     short = peak_rss(600.0, tmp_path / "short.flac", 8000)

@@ -52,6 +52,7 @@ def test_json_on_stdout_is_clean_and_matches_the_golden_plan(coach):
     assert result.stdout == (GOLDEN / "lower-back-standard.json").read_text(encoding="utf-8")
 
 
+@pytest.mark.slow  # synthesizes the whole session
 def test_real_speech_plans_a_valid_session_with_clean_json_on_stdout(coach, tmp_path):
     result = coach("--format", "json", "--level", "easier")
     assert result.returncode == 0, result.stderr

@@ -27,7 +27,8 @@ PACER = REPO / "scripts" / "alsa-pacer"
 RATE = 44100
 BYTES_PER_S = RATE * 2 * 2
 
-pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the ALSA capture device is Linux only")
+pytestmark = [pytest.mark.slow,  # plays sessions in real time into the pacing capture device
+              pytest.mark.skipif(sys.platform != "linux", reason="the ALSA capture device is Linux only")]
 
 
 @dataclass

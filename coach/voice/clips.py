@@ -155,6 +155,10 @@ class Voice:
             except BaseException:
                 for future in pending:
                     future.cancel()
+                # Ctrl-C or a failed cue: the cues under way stop now, not when their worker answers.
+                abort = getattr(self.engine, "abort", None)
+                if abort is not None:
+                    abort()
                 raise
 
     def close(self) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from typing import Callable, Iterable
 
 import numpy as np
@@ -142,8 +142,12 @@ class Voice:
                     progress(done, total)
             return
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="coach-voice") as pool:
-            pending = {pool.submit(self._synthesize_and_store, spoken): spoken for spoken in missing}
+            pending: dict[Future[Clip], str] = {}
             try:
+                # Submitting thousands of texts takes a while on a busy machine: a Ctrl-C while
+                # it goes on must cancel them too, or leaving the pool waits for every one.
+                for spoken in missing:
+                    pending[pool.submit(self._synthesize_and_store, spoken)] = spoken
                 while pending:
                     finished, _ = wait(pending, return_when=FIRST_EXCEPTION)
                     for future in finished:
@@ -155,10 +159,6 @@ class Voice:
             except BaseException:
                 for future in pending:
                     future.cancel()
-                # Ctrl-C or a failed cue: the cues under way stop now, not when their worker answers.
-                abort = getattr(self.engine, "abort", None)
-                if abort is not None:
-                    abort()
                 raise
 
     def close(self) -> None:

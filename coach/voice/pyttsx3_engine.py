@@ -298,9 +298,6 @@ class Pyttsx3Engine:
         self._info = engine_info(self._command, start_timeout_s=start_timeout_s)
         self.version = self._info.version
         self.parallelism = self._pool.size
-        self._busy: set[_Worker] = set()
-        self._busy_lock = threading.Lock()
-        self._aborts = 0
         self.retries = 0
         """How many times a synthesis was retried in a fresh worker (for tests and reports)."""
 
@@ -323,10 +320,7 @@ class Pyttsx3Engine:
         # reported as such; a runAndWait that never returns is caught here.
         timeout_s = message["timeout_s"] * 1.5 + 1.0
         problems: list[str] = []
-        aborts = self._aborts
         for attempt in range(self._attempts):
-            if self._aborts != aborts:
-                raise SpeechEngineError(f"synthesis of {text[:60]!r} was stopped")
             if attempt:
                 self.retries += 1
             try:
@@ -335,8 +329,6 @@ class Pyttsx3Engine:
                 problems.append(str(exc))
                 continue
             worker.config = self._config
-            with self._busy_lock:
-                self._busy.add(worker)
             try:
                 reply = worker.request(message, timeout_s)
             except _WorkerGone as exc:
@@ -347,9 +339,6 @@ class Pyttsx3Engine:
                 # nobody and desynchronize the pipe. This worker must go.
                 worker.kill()
                 raise
-            finally:
-                with self._busy_lock:
-                    self._busy.discard(worker)
             if not reply.get("ok"):
                 # Whatever went wrong (timeout, lost file, dropped setting), the
                 # worker's pyttsx3 state is suspect: never reuse it.
@@ -363,22 +352,6 @@ class Pyttsx3Engine:
         raise SpeechEngineError(
             f"pyttsx3 failed {self._attempts} times to speak {text[:60]!r}: " + " | ".join(problems)
         )
-
-    def abort(self) -> None:
-        """Stop the syntheses under way in other threads now (Ctrl-C during a prefetch).
-
-        Their workers are killed, so each waiting thread sees the pipe close at once
-        (instead of waiting out a synthesis, or a timeout on a busy machine) and
-        gives up with SpeechEngineError instead of retrying. Later calls work as before.
-        """
-        with self._busy_lock:
-            self._aborts += 1
-            busy = list(self._busy)
-        for worker in busy:
-            try:
-                worker.process.kill()  # only the process: the waiting thread closes its pipes itself
-            except OSError:
-                pass
 
     def close(self) -> None:
         """Nothing of its own to release: workers belong to the shared pool."""

@@ -88,7 +88,9 @@ def test_with_stdout_closed_an_output_file_still_works(coach_env, tmp_path):
 
 def test_export_to_a_pipe_closed_early_exits_quietly(coach_env, tmp_path):
     """`coach export -o - | head -c 100`: like `yes | head`, no traceback and no error status."""
-    proc = subprocess.Popen([sys.executable, "-m", "coach", "export", "--engine", "estimate", "-q", "-o", "-"],
+    (tmp_path / "tiny.yaml").write_text(TINY)  # still megabytes of WAV: far more than a pipe holds
+    proc = subprocess.Popen([sys.executable, "-m", "coach", "export", "tiny.yaml", "--engine", "estimate", "-q",
+                             "-o", "-"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=coach_env, cwd=tmp_path)
     head = proc.stdout.read(100)
     proc.stdout.close()

@@ -81,6 +81,7 @@ def test_a_sound_export_would_refuse_is_refused_by_export_too(run_coach, tmp_pat
 needs_piper = pytest.mark.skipif(NO_PIPER is not None, reason=NO_PIPER or "")
 
 
+@pytest.mark.slow  # loads the neural voice
 @needs_piper
 def test_a_broken_piper_model_named_by_the_routine_is_a_located_error(run_coach, tmp_path):
     (tmp_path / "broken.onnx").write_bytes(b"not an onnx model")

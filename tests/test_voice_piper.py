@@ -35,6 +35,7 @@ except ImportError as exc:
 else:
     NO_PIPER = None
 needs_piper = pytest.mark.skipif(NO_PIPER is not None, reason=NO_PIPER or "")
+pytestmark = pytest.mark.slow  # the neural voice: seconds per model load and per sentence
 
 JOE = "en_US-joe-medium"
 LONG = "Lie on your side and reach both arms straight out in front of your chest, then breathe out slowly."

@@ -408,7 +408,12 @@ def test_ctrl_c_during_prefetch_stops_quickly_and_leaves_no_worker_behind(tmp_pa
     assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
     time.sleep(0.5)
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole process group
-    out, err = proc.communicate(timeout=30)
+    try:
+        out, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # a hung prefetch must not outlive the test
+        proc.communicate()
+        raise
     assert (proc.returncode, out) == (130, "interrupted\n"), err
     time.sleep(0.3)
     left = subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True, text=True).stdout.split()

@@ -391,7 +391,10 @@ def test_ctrl_c_during_prefetch_stops_quickly_and_leaves_no_worker_behind(tmp_pa
 
     script = textwrap.dedent(
         """
-        import sys
+        import signal, sys
+        # As the coach command does: Ctrl-C raises KeyboardInterrupt even when this process was
+        # started with SIGINT ignored (a background job of a non-interactive shell, some CI runners).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         from coach.timeline import VoiceSpec
         from coach.voice import open_voice
         voice = open_voice(VoiceSpec(), use_cache=False)

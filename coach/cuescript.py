@@ -183,8 +183,9 @@ def _table(t: Timeline) -> str:
 
 def read_script(path: str | Path) -> Timeline:
     """Read an edited .json, .vtt or .srt cue script back into a Timeline."""
-    from coach.loader import read_text
+    from coach.loader import display_name, read_text
 
+    name = display_name(path)
     path = Path(path)
     text = read_text(path, max_bytes=MAX_SCRIPT_BYTES)
     kind = path.suffix.lower()
@@ -192,12 +193,29 @@ def read_script(path: str | Path) -> Timeline:
         head = text.lstrip("\ufeff \t\r\n")[:6]
         kind = ".vtt" if head.startswith("WEBVTT") else ".json" if head.startswith("{") else ".srt" if head[:1].isdigit() else ""
     if kind == ".json":
-        return _read_json(text, str(path))
+        return _read_json(text, name)
     if kind == ".vtt":
-        return _read_subtitles(text, str(path), vtt=True)
+        return _read_subtitles(text, name, vtt=True)
     if kind == ".srt":
-        return _read_subtitles(text, str(path), vtt=False)
-    raise InputFileError(f"{path}: not a cue script; give a .json, .vtt or .srt file written by `coach plan`")
+        return _read_subtitles(text, name, vtt=False)
+    raise InputFileError(f"{name}: not a cue script; give a .json, .vtt or .srt file written by `coach plan`")
+
+
+def stdin_is_script() -> bool:
+    """Is standard input a cue script (WebVTT, SRT, or JSON with ``cues`` and no ``exercises``) or a routine?"""
+    from coach.loader import read_stdin
+
+    data = read_stdin(MAX_SCRIPT_BYTES)
+    head = data[:200].decode("utf-8", "replace").lstrip("\ufeff \t\r\n")
+    if head.startswith("WEBVTT") or re.match(r"\d+\s*\n[^\n]*-->", head):
+        return True
+    if not head.startswith("{"):
+        return False
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError):
+        return False  # let the routine loader report it with a location
+    return isinstance(doc, dict) and "cues" in doc and "exercises" not in doc
 
 
 def _timeline(cues: list[Cue], header: dict[str, Any], name: str, places: list[tuple[str, int]],

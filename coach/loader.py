@@ -12,6 +12,7 @@ import difflib
 import io
 import os
 import re
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
@@ -23,6 +24,10 @@ from pydantic import BaseModel, ValidationError
 from coach.errors import InputFileError, RoutineInvalid, UsageError
 from coach.model import STEP_TAGS, Routine
 
+STDIN = "-"
+"""A routine or script reference that means standard input (`cat r.yaml | coach validate -`)."""
+STDIN_NAME = "<stdin>"
+"""How errors name standard input: ``<stdin>:3:7: ...``."""
 MAX_FILE_BYTES = 1_000_000
 MAX_VALUES = 200_000
 ROUTINE_SUFFIXES = (".yaml", ".yml", ".json")
@@ -63,10 +68,21 @@ def builtin_routine(name: str) -> Routine:
         return load_file(path, display=f"{name} (built-in)")
 
 
+def is_stdin(ref: str | os.PathLike[str]) -> bool:
+    return os.fspath(ref) == STDIN
+
+
+def display_name(path: str | os.PathLike[str]) -> str:
+    """How messages name a file: its path, or ``<stdin>``."""
+    return STDIN_NAME if is_stdin(path) else os.fspath(path)
+
+
 def resolve(ref: str | os.PathLike[str]) -> Path | str:
-    """A path for a file reference, else the name of a built-in or user routine."""
+    """A path for a file reference (``-``: standard input), else the name of a built-in or user routine."""
     text = os.fspath(ref)
     path = Path(text)
+    if text == STDIN:
+        return path
     if path.suffix.lower() in ROUTINE_SUFFIXES or os.sep in text or path.exists():
         return path
     return text
@@ -126,9 +142,34 @@ def _suggest(word: str, choices: list[str]) -> str | None:
 # --- reading and parsing --------------------------------------------------------------
 
 
+_stdin = {"data": bytearray(), "eof": False}
+"""What was read from standard input so far: several readers (is it a script? then load it) share it."""
+
+
+def read_stdin(max_bytes: int, name: str = STDIN_NAME) -> bytes:
+    """Standard input, read once and at most ``max_bytes`` (InputFileError beyond, or when it is closed)."""
+    if sys.stdin is None:
+        raise InputFileError(f"{name}: standard input is closed", hint="pipe a file into it, or give a file name")
+    data = _stdin["data"]
+    stream = getattr(sys.stdin, "buffer", sys.stdin)
+    while not _stdin["eof"] and len(data) <= max_bytes:
+        try:
+            chunk = stream.read(min(1 << 20, max_bytes + 1 - len(data)))
+        except OSError as exc:
+            raise InputFileError(f"{name}: cannot read: {exc.strerror or exc}") from None
+        if not chunk:
+            _stdin["eof"] = True
+        data += chunk.encode() if isinstance(chunk, str) else chunk
+    if len(data) > max_bytes:
+        raise InputFileError(f"{name}: input is too large (more than {max_bytes // 1000} kB)")
+    return bytes(data)
+
+
 def read_text(path: Path, display: str | None = None, *, max_bytes: int = MAX_FILE_BYTES) -> str:
-    """Read a UTF-8 text file with clear errors for missing, huge, binary or empty files."""
-    name = display or str(path)
+    """Read a UTF-8 text file (``-``: standard input) with clear errors for missing, huge, binary or empty files."""
+    name = display or display_name(path)
+    if is_stdin(path):
+        return _decode(read_stdin(max_bytes, name), name)
     try:
         size = path.stat().st_size
         if path.is_dir():
@@ -144,6 +185,10 @@ def read_text(path: Path, display: str | None = None, *, max_bytes: int = MAX_FI
         raise InputFileError(f"{name}: permission denied") from None
     except OSError as exc:
         raise InputFileError(f"{name}: cannot read: {exc.strerror or exc}") from None
+    return _decode(data, name)
+
+
+def _decode(data: bytes, name: str) -> str:
     if b"\x00" in data:
         line = data[: data.index(b"\x00")].count(b"\n") + 1
         raise InputFileError(f"{name}:{line}: this is binary data, not a text file")
@@ -208,10 +253,20 @@ def _one_line(text: str) -> str:
 
 def load_file(path: Path, display: str | None = None) -> Routine:
     """Load and validate one routine file."""
-    name = display or str(path)
+    return load_document(path, display)[0]
+
+
+def load_document(path: Path, display: str | None = None) -> tuple[Routine, Any]:
+    """Load and validate one routine file; also its parsed document, for ``locate``."""
+    name = display or display_name(path)
     text = read_text(Path(path), name)
     doc = parse_document(text, name, json_only=Path(path).suffix.lower() == ".json")
-    return validate_document(doc, name)
+    return validate_document(doc, name), doc
+
+
+def located(doc: Any, name: str, loc: tuple[Any, ...], message: str) -> str:
+    """A problem at ``loc`` of a parsed document: ``name:line:col: field: message``."""
+    return _fmt(name, _locate(doc, loc), _path(loc), message)
 
 
 def validate_document(doc: Any, name: str) -> Routine:

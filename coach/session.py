@@ -291,7 +291,11 @@ def source_of(ref: str) -> str:
 
 
 def is_script(ref: str) -> bool:
-    """Whether ``ref`` names a cue script (from `coach plan`) rather than a routine."""
+    """Whether ``ref`` names a cue script (from `coach plan`) rather than a routine (``-``: standard input)."""
+    if ref == "-":
+        from coach.cuescript import stdin_is_script
+
+        return stdin_is_script()
     path = Path(ref)
     suffix = path.suffix.lower()
     if suffix in SCRIPT_SUFFIXES:

@@ -13,6 +13,13 @@ REPO = Path(__file__).resolve().parent.parent
 SEED_ARTICLE = REPO.parent / "shared" / "seed" / "training-your-lower-back.txt"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Property-based (fuzz) tests are slow tests: `scripts/test --quick` leaves them out."""
+    for item in items:
+        if getattr(getattr(item, "obj", None), "is_hypothesis_test", False):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture
 def coach_env(tmp_path: Path) -> dict[str, str]:
     """An environment whose Coach data and cache live in the test's temp folder."""

@@ -35,6 +35,7 @@ def exported(tmp_path_factory):
     return timeline, result, audio, rate, stages, folder / "s.wav"
 
 
+@pytest.mark.slow  # exports the whole built-in session
 def test_the_session_is_at_minus_16_lufs_and_pyloudnorm_agrees(exported):
     _, result, audio, rate, _, _ = exported
     theirs = pyloudnorm.Meter(rate).integrated_loudness(audio)
@@ -43,12 +44,14 @@ def test_the_session_is_at_minus_16_lufs_and_pyloudnorm_agrees(exported):
     assert abs(result.loudness_lufs - -16.0) < 0.3
 
 
+@pytest.mark.slow  # exports the whole built-in session
 def test_true_peaks_stay_at_or_below_minus_1_dbtp(exported):
     _, result, audio, _, _, _ = exported
     assert result.peak_bound_dbtp <= -1.0
     assert true_peak_dbtp(audio) <= -1.0
 
 
+@pytest.mark.slow  # exports the whole built-in session
 def test_every_clip_sits_where_the_plain_render_puts_it_and_gaps_are_silent(exported):
     timeline, result, audio, rate, _, _ = exported
     reference = np.concatenate(list(render_blocks(timeline, clip_for_session(SyntheticVoice()), rate, 2)))
@@ -61,6 +64,7 @@ def test_every_clip_sits_where_the_plain_render_puts_it_and_gaps_are_silent(expo
         assert audio[first : first + round(0.3 * rate)].any()  # speech-like bursts come every 0.25 s
 
 
+@pytest.mark.slow  # exports the whole built-in session
 def test_earcons_are_not_louder_than_the_speech(exported):
     timeline, result, audio, rate, _, _ = exported
 
@@ -75,6 +79,7 @@ def test_earcons_are_not_louder_than_the_speech(exported):
     assert loudest("sound") <= loudest("speech")
 
 
+@pytest.mark.slow  # exports the whole built-in session
 def test_the_wav_carries_every_chapter(exported):
     timeline, _, _, rate, _, path = exported
     riff = parse_riff(path.read_bytes())
@@ -91,6 +96,7 @@ def test_progress_reports_synthesis_then_writing_in_one_pass(exported):
     assert last_write[1] == last_write[2] == round(timeline.duration_s * rate)
 
 
+@pytest.mark.slow  # exports whole sessions
 def test_mono_mp3_and_other_rates_are_normalized_too(tmp_path):
     timeline = session(60.0)
     result = export(timeline, SyntheticVoice(), tmp_path / "s.mp3", mono=True, sample_rate_hz=22050)
@@ -103,6 +109,7 @@ def test_mono_mp3_and_other_rates_are_normalized_too(tmp_path):
     assert abs(result.loudness_lufs - -16.0) < 0.5 and result.peak_bound_dbtp <= -1.0
 
 
+@pytest.mark.slow  # exports whole sessions
 def test_split_writes_one_file_per_chapter_and_a_playlist(tmp_path):
     timeline = session(150.0)
     result = export(timeline, SyntheticVoice(), None, split_dir=tmp_path / "parts")
@@ -148,6 +155,7 @@ def test_the_cue_script_is_written_next_to_the_audio(tmp_path):
     assert len(data["cues"]) == len(timeline.cues)
 
 
+@pytest.mark.slow  # exports whole sessions
 def test_ctrl_c_during_an_export_leaves_no_file(tmp_path):
     calls = []
 
@@ -188,6 +196,7 @@ def peak_rss(duration_s: float, path: Path, rate_hz: int) -> dict:
     return json.loads(out.stdout)
 
 
+@pytest.mark.slow  # exports a 2-hour session
 def test_peak_memory_does_not_grow_with_the_session_length(tmp_path):
     # 8 kHz mono keeps this test short; scripts measure the full 44.1 kHz stereo case for the notes.
     short = peak_rss(600.0, tmp_path / "short.flac", 8000)

@@ -18,6 +18,8 @@ from coach.timeline import Timeline
 
 from test_audio_writers import parse_riff
 
+pytestmark = pytest.mark.slow  # exports the whole built-in session with real speech
+
 TOLERANCE_S = 0.010
 
 

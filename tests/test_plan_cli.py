@@ -52,6 +52,7 @@ def test_json_on_stdout_is_clean_and_matches_the_golden_plan(coach):
     assert result.stdout == (GOLDEN / "lower-back-standard.json").read_text(encoding="utf-8")
 
 
+@pytest.mark.slow  # synthesizes the whole session
 def test_real_speech_plans_a_valid_session_with_clean_json_on_stdout(coach, tmp_path):
     result = coach("--format", "json", "--level", "easier", "--engine", "pyttsx3")
     assert result.returncode == 0, result.stderr
@@ -75,8 +76,8 @@ def test_the_default_table_shows_exercises_and_the_total(coach):
 @pytest.mark.parametrize("fmt", ["vtt", "srt", "txt", "labels", "json"])
 def test_output_files_are_written_whole_and_stdout_stays_empty(coach, tmp_path, fmt):
     target = tmp_path / f"plan.{fmt}"
-    target.write_text("old contents\n", encoding="utf-8")  # plan scripts may be overwritten
-    result = coach("--engine", "estimate", "-f", fmt, "-o", str(target))
+    target.write_text("old contents\n", encoding="utf-8")  # overwritten with --force
+    result = coach("--engine", "estimate", "-f", fmt, "-o", str(target), "--force")
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""
     assert f"coach: wrote {target}" in result.stderr
@@ -88,6 +89,14 @@ def test_output_files_are_written_whole_and_stdout_stays_empty(coach, tmp_path, 
     elif fmt == "json":
         assert read_script(target).routine == "lower-back"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".plan.")], "a temporary file was left behind"
+
+
+def test_an_existing_output_is_refused_without_force_and_left_alone(coach, tmp_path):
+    target = tmp_path / "plan.json"
+    target.write_text("my edits\n", encoding="utf-8")
+    result = coach("--engine", "estimate", "-f", "json", "-o", str(target))
+    assert one_line_error(result, 4) == f"coach: error: {target}: already exists (use --force to overwrite it)"
+    assert target.read_text(encoding="utf-8") == "my edits\n"
 
 
 def test_dash_means_stdout(coach):

@@ -23,6 +23,8 @@ from coach.voice import normalize_for_speech, open_voice
 from coach.voice.cache import ClipCache, decode_entry
 from reliability_helpers import coach_command, coach_env, run, write_short_routine
 
+pytestmark = pytest.mark.slow  # plans and exports sessions, two processes at once
+
 RATE_HZ = 8000
 FRAME = RATE_HZ // 20  # 50 ms envelope frames: syllables, not the fine timing that varies between syntheses
 

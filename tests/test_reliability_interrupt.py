@@ -26,6 +26,8 @@ from coach.voice.cache import decode_entry
 from reliability_helpers import (audio_frames, coach_command, coach_env, run, stray_temporaries,
                                  write_short_routine)
 
+pytestmark = pytest.mark.slow  # interrupts whole exports, many trials
+
 SEED = int(os.environ.get("COACH_INTERRUPT_SEED", "6"))
 FORMATS = ("wav", "flac", "ogg", "mp3")
 RATE_HZ = 8000

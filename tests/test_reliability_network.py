@@ -20,6 +20,8 @@ import pytest
 
 from reliability_helpers import REPO, audio_frames, coach_command, coach_env, run, write_short_routine
 
+pytestmark = pytest.mark.slow  # plans, exports and plays sessions with the network cut
+
 AUDIT_HOOK = textwrap.dedent(
     """
     import os, sys

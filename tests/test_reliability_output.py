@@ -20,6 +20,8 @@ import pytest
 
 from reliability_helpers import coach_command, coach_env, run, stray_temporaries, write_short_routine
 
+pytestmark = pytest.mark.slow  # exports a session in every format, once per way of failing
+
 RATE = ["--sample-rate", "8000"]
 OLD_BYTES = b"RIFF a previous take the user wants to keep" * 20
 FORMATS = ("wav", "flac", "ogg", "mp3")

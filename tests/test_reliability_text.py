@@ -86,6 +86,7 @@ def test_markup_is_read_out_not_obeyed():
         assert clip.duration_s > 0.2 and np.abs(clip.samples).max() > 0.05
 
 
+@pytest.mark.slow  # exports a session with real speech
 def test_a_routine_with_them_exports_and_the_cues_keep_their_lengths(plans, tmp_path):
     folder, env, out = plans
     routine, plan = out["tricky"]

@@ -35,6 +35,7 @@ except ImportError as exc:
 else:
     NO_PIPER = None
 needs_piper = pytest.mark.skipif(NO_PIPER is not None, reason=NO_PIPER or "")
+pytestmark = pytest.mark.slow  # the neural voice: seconds per model load and per sentence
 
 JOE = "en_US-joe-medium"
 LONG = "Lie on your side and reach both arms straight out in front of your chest, then breathe out slowly."
@@ -262,6 +263,7 @@ def test_the_cache_key_follows_the_model_bytes_not_its_timestamp(tmp_path):
 # -- plan, export and play with the piper engine ----------------------------------
 
 
+@pytest.mark.slow  # a whole session with the neural voice
 @needs_piper
 def test_a_plan_with_piper_keeps_every_timing_rule_and_counts_down_aloud(cache_dir):
     from plan_checks import check_timeline
@@ -281,6 +283,7 @@ def test_a_plan_with_piper_keeps_every_timing_rule_and_counts_down_aloud(cache_d
     assert not any("countdown" in d["text"] for d in timeline.dropped)
 
 
+@pytest.mark.slow  # a whole session with the neural voice
 @needs_piper
 def test_export_with_piper_puts_every_speech_cue_within_10_ms_of_the_plan(cache_dir, env, tmp_path):
     from test_export_cli import TOLERANCE_S, assert_speech_after_silence_starts_on_its_sample, located_lag_s
@@ -320,6 +323,7 @@ def tiny_piper() -> str:
     return TINY.replace("voice: {engine: pyttsx3}", "voice: {engine: piper}", 1)
 
 
+@pytest.mark.slow  # a whole session with the neural voice
 @needs_piper
 def test_a_routine_that_asks_for_piper_is_planned_with_joe_and_stdout_stays_clean_json(env, tmp_path):
     routine = tmp_path / "tiny.yaml"
@@ -334,6 +338,7 @@ def test_a_routine_that_asks_for_piper_is_planned_with_joe_and_stdout_stays_clea
     assert json.loads(overridden.stdout)["voice"]["engine"] == "estimate"
 
 
+@pytest.mark.slow  # a whole session with the neural voice
 @needs_piper
 def test_play_starts_a_piper_routine_with_its_intro_and_carries_on_exactly_as_planned(cache_dir, env, tmp_path,
                                                                                         monkeypatch):

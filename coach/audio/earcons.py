@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from pathlib import Path
+from stat import S_ISREG
 
 import numpy as np
 
@@ -33,6 +34,9 @@ REPLACEMENT_FADE_S = 0.003
 
 MAX_REPLACEMENT_S = 10.0
 """A replacement sound longer than this is refused: it would drown the cues around it."""
+
+MAX_REPLACEMENT_BYTES = 64_000_000
+"""A bigger replacement file is refused unread (10 s of 8 channels of 64-bit samples at 96 kHz is 61 MB)."""
 
 
 def sounds_dir() -> Path:
@@ -81,6 +85,12 @@ def _read_replacement(path: str, name: str) -> Clip:
         stat = Path(path).stat()
     except OSError as exc:
         raise InputFileError(f"{path}: cannot read the {name!r} sound: {exc.strerror or exc}") from None
+    # Only a regular file of bounded size: /dev/zero or a FIFO would be read (or waited on) forever.
+    if not S_ISREG(stat.st_mode):
+        raise InputFileError(f"{path}: the {name!r} sound is not a regular file")
+    if stat.st_size > MAX_REPLACEMENT_BYTES:
+        raise InputFileError(f"{path}: the {name!r} sound file is too large ({stat.st_size / 1e6:.0f} MB; "
+                             f"a sound is at most {MAX_REPLACEMENT_S:g} s)")
     return _read_replacement_cached(path, name, stat.st_mtime_ns, stat.st_size)
 
 

@@ -269,11 +269,29 @@ def check_mp3_rate(sample_rate_hz: int) -> None:
         )
 
 
+def _frames_in_order_id3():
+    """An empty ID3 tag that writes its frames in the order they were added.
+
+    mutagen sorts frames by size, which scrambles the CHAP frames; the CTOC is
+    ordered, but players that read chapters in file order (ffprobe does) would show
+    "Finish" first. mutagen has no option for this, so ``_write`` is replaced with
+    its own loop minus the sort (``tests/test_audio_writers.py`` reads the order back).
+    """
+    from mutagen.id3 import ID3
+    from mutagen.id3._tags import save_frame
+
+    class InOrder(ID3):
+        def _write(self, config):
+            return bytearray().join(save_frame(frame, config=config) for frame in self.values())
+
+    return InOrder()
+
+
 def tag_mp3_chapters(path: Path, markers: Sequence[Marker], sample_rate_hz: int, total_frames: int, title: str) -> None:
     """Add ID3v2.4 CHAP frames (one per chapter) and a top-level ordered CTOC listing them."""
-    from mutagen.id3 import CHAP, CTOC, ID3, TIT2, CTOCFlags
+    from mutagen.id3 import CHAP, CTOC, TIT2, CTOCFlags
 
-    tags = ID3()
+    tags = _frames_in_order_id3()
     if title:
         tags.add(TIT2(encoding=3, text=title))
     ends = [m.frame for m in markers[1:]] + [total_frames]

@@ -8,6 +8,7 @@ and keeps its traceback.
 from __future__ import annotations
 
 import errno
+import io
 import os
 import signal
 import sys
@@ -16,7 +17,7 @@ import typer
 
 from coach import __version__
 from coach.cli.app import app
-from coach.errors import CoachError, ExitStatus, Interrupted, RoutineInvalid
+from coach.errors import CoachError, ExitStatus, Interrupted, OutputError, RoutineInvalid
 
 # Command modules register on import; they keep heavy imports inside the commands.
 from coach.cli import routines as _routines  # noqa: E402,F401
@@ -85,14 +86,73 @@ def _leave_now(_signum: int, _frame: object) -> None:
     os._exit(_status[0])
 
 
+class ClosedStream(io.TextIOBase):
+    """Stands in for a standard stream the caller closed (``coach plan >&-``): writing to it is an OutputError."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        raise OutputError(f"{self.name} is closed", hint="run the command without closing it, or give -o FILE")
+
+    @property
+    def buffer(self) -> ClosedStream:  # binary writes (`coach export -o -`) fail the same way
+        return self
+
+    def fileno(self) -> int:
+        return {"standard input": 0, "standard output": 1, "standard error": 2}[self.name]
+
+
+def _guard_standard_streams() -> None:
+    """Give closed fds 0-2 a /dev/null, so no file or pipe opened later takes their number.
+
+    A pipe to a speech worker that became fd 1 would get the table printed into it.
+    Writing to a closed stdout is then a clear OutputError; a closed stderr is dropped.
+    """
+    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+            if name == "stdout":
+                sys.stdout = ClosedStream("standard output")
+            elif name == "stderr":
+                sys.stderr = open(fd, "w", closefd=False)  # noqa: SIM115 - lives as long as the process
+            # stdin: None stays None, and reading `-` says standard input is closed
+
+
+def _broken_pipe(exc: BaseException) -> bool:
+    """Did click end the command because stdout's reader went away (it exits 1 then)?"""
+    cause = exc.__context__
+    return isinstance(cause, OSError) and cause.errno == errno.EPIPE
+
+
+def _quiet_broken_pipe() -> None:
+    # stdout closed early (`coach plan | head`): not an error worth a trace. What is still
+    # buffered cannot go out either, and must not fail again at exit.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(ExitStatus.OK)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI and exit with the right status."""
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
+    _guard_standard_streams()
     try:
         command = typer.main.get_command(app)
         command.main(args=argv, prog_name="coach", standalone_mode=True)
     except SystemExit as exc:  # how click ends every command
+        if exc.code == 1 and _broken_pipe(exc):
+            _ending(ExitStatus.OK)
+            _quiet_broken_pipe()
         _ending(exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1)
         raise
     except CoachError as exc:
@@ -104,10 +164,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_status)
     except BrokenPipeError:
         _ending(ExitStatus.OK)
-        # stdout closed early (`coach plan | head`): not an error worth a trace.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        sys.exit(ExitStatus.OK)
+        _quiet_broken_pipe()
     except Exception as exc:
         if _signalled and not _traceback_wanted():
             # A library turned our Interrupted into its own error (pydantic wraps whatever is

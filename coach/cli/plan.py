@@ -32,6 +32,7 @@ def plan_cmd(
     volume: Optional[float] = VolumeOpt,
     engine: Optional[str] = EngineOpt,
     output: Optional[Path] = OutputOpt,
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing output file."),
 ) -> None:
     """Plan a session and print it: a table, or a cue script (json, vtt, srt, txt, labels) for -o FILE."""
     from coach.cuescript import clock, write_script
@@ -41,6 +42,10 @@ def plan_cmd(
 
     if fmt not in FORMATS:
         raise UsageError(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
+    if not output_is_stdout(output):
+        from coach.fsutil import check_target
+
+        check_target(output, force)  # before planning, which synthesizes every cue
     loaded = load_routine(routine)
     options = SessionOptions(level=level, rest_scale=rest_scale, pace=pace, verbosity=verbosity,
                              countdown_s=countdown, start_at=start_from)
@@ -48,7 +53,7 @@ def plan_cmd(
     sounds = routine_sound_files(loaded, routine)
     timeline = replace(plan_with_voice(loaded, settings, sound_lengths_s=sound_lengths(sounds)), sounds=sounds)
     text = write_script(timeline, fmt)
-    write_text(None if output_is_stdout(output) else output, text, force=True)
+    write_text(None if output_is_stdout(output) else output, text, force=force)
     if not output_is_stdout(output):
         print(f"coach: wrote {output} ({fmt}, {len(timeline.cues)} cues, {clock(timeline.duration_s)})",
               file=sys.stderr)

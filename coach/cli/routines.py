@@ -63,16 +63,17 @@ def show_cmd(
 
 @app.command("validate")
 def validate_cmd(
-    files: List[Path] = typer.Argument(..., help="Routine files to check (.yaml, .yml, .json)."),
+    files: List[Path] = typer.Argument(..., help="Routine files to check (.yaml, .yml, .json); `-` reads stdin."),
 ) -> None:
-    """Check routine files; exit 0 when all are valid, 1 otherwise (errors on stderr)."""
-    from coach.loader import load_file
+    """Check routine files, their sounds and voice; exit 0 when all are valid, 1 otherwise (errors on stderr)."""
+    from coach.loader import display_name
+    from coach.validate import check_routine_file
     from coach.planner import room_warnings
 
     bad = 0
     for path in files:
         try:
-            routine = load_file(path)
+            routine = check_routine_file(path)
         except RoutineInvalid as exc:
             bad += 1
             for problem in exc.problems:
@@ -81,9 +82,9 @@ def validate_cmd(
             bad += 1
             print(f"coach: error: {exc.message}", file=sys.stderr)
         else:
-            print(f"{path}: ok ({routine.name}, {len(routine.exercises)} exercises)")
+            print(f"{display_name(path)}: ok ({routine.name}, {len(routine.exercises)} exercises)")
             for warning in room_warnings(routine, _estimate_meter(routine)):
-                print(f"coach: warning: {path}: {warning}", file=sys.stderr)
+                print(f"coach: warning: {display_name(path)}: {warning}", file=sys.stderr)
     if bad:
         print(f"coach: {bad} of {len(files)} file(s) invalid", file=sys.stderr)
         raise typer.Exit(1)

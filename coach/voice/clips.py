@@ -14,9 +14,10 @@ planner times the same clip that is later rendered.
 from __future__ import annotations
 
 import math
+import queue
 import threading
 from collections import OrderedDict
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, Iterable
 
 import numpy as np
@@ -163,17 +164,26 @@ class Voice:
                 if progress:
                     progress(done, total)
             return
+        # Finished futures come back through a queue, not concurrent.futures.wait(): that
+        # takes the lock of every pending future on each call, and a Ctrl-C landing while it
+        # holds some of thousands leaves them held, so the pool threads (and the exit) hang.
+        finished: queue.SimpleQueue[Future[Clip]] = queue.SimpleQueue()
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="coach-voice") as pool:
-            pending = {pool.submit(self._synthesize_and_store, spoken): spoken for spoken in missing}
+            pending: dict[Future[Clip], str] = {}
             try:
+                # Submitting thousands of texts takes a while on a busy machine: a Ctrl-C while
+                # it goes on must cancel them too, or leaving the pool waits for every one.
+                for spoken in missing:
+                    future = pool.submit(self._synthesize_and_store, spoken)
+                    pending[future] = spoken
+                    future.add_done_callback(finished.put)
                 while pending:
-                    finished, _ = wait(pending, return_when=FIRST_EXCEPTION)
-                    for future in finished:
-                        spoken = pending.pop(future)
-                        self._prefetched(spoken, future.result())
-                        done += 1
-                        if progress:
-                            progress(done, total)
+                    future = finished.get()
+                    spoken = pending.pop(future)
+                    self._prefetched(spoken, future.result())
+                    done += 1
+                    if progress:
+                        progress(done, total)
             except BaseException:
                 for future in pending:
                     future.cancel()

@@ -147,3 +147,40 @@ def test_play_and_export_take_the_plan_options_and_make_the_session_plan_prints(
     session = heard[start : start + len(wav)]
     assert len(session) == len(wav)
     assert np.abs(session.astype(np.int32) - wav.astype(np.int32)).max() <= 1
+
+
+def write_music(folder) -> None:
+    """Two short tracks at other rates and channel counts than the session's (resampled, made stereo)."""
+    folder.mkdir()
+    for name, rate, channels, freq in (("01 one.flac", 48000, 2, 330.0), ("02 two.wav", 22050, 1, 247.0)):
+        t = np.arange(int(25 * rate)) / rate
+        tone = 0.4 * np.sin(2 * np.pi * freq * t) * (0.75 + 0.25 * np.sin(2 * np.pi * 0.3 * t))
+        data = np.repeat(tone[:, None], channels, axis=1) if channels > 1 else tone
+        soundfile.write(folder / name, data.astype(np.float32), rate)
+
+
+def test_play_with_music_captured_from_the_device_equals_the_export_with_the_same_music(device, env, tmp_path):  # noqa: F811
+    write_bell(tmp_path / "bell.wav")
+    write_music(tmp_path / "music")
+    path = tmp_path / "match.json"
+    path.write_text(json.dumps(script("bell.wav")))
+    music = ("--music", str(tmp_path / "music"), "--crossfade", "2")
+
+    exported = coach("export", str(path), *music, "-o", str(tmp_path / "m.wav"), "--quiet", env=env, timeout_s=300)
+    assert exported.returncode == 0, exported.stderr
+    wav, _ = soundfile.read(tmp_path / "m.wav", dtype="int16")
+    played = coach("play", str(path), *music, "--quiet", env=env, timeout_s=300)
+    assert played.returncode == 0, played.stderr
+
+    heard = np.concatenate([c.frames for c in device.captures()])
+    # The music starts with the session: align on the first sample that is not silence.
+    start = int(np.flatnonzero(np.any(heard != 0, axis=1))[0]) - int(np.flatnonzero(np.any(wav != 0, axis=1))[0])
+    session = heard[start : start + len(wav)]
+    assert len(session) == len(wav)
+    assert np.abs(session.astype(np.int32) - wav.astype(np.int32)).max() <= 1
+    # Music is there in the gaps (not silence), and the whole still meets the headphone targets.
+    gap = wav[int(2.7 * RATE) : int(3.9 * RATE)]
+    assert np.abs(gap).max() > 20
+    x = wav.astype(np.float64) / 32768
+    assert abs(pyloudnorm.Meter(RATE).integrated_loudness(x) - -16.0) <= 0.5
+    assert true_peak_dbtp(x) <= -1.0

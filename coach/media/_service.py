@@ -20,9 +20,9 @@ NOT_SUPPORTED = "org.freedesktop.DBus.Error.NotSupported"
 READ = PropertyAccess.READ
 
 
-async def connect(controls: Any) -> tuple[MessageBus, "PlayerInterface", str]:
-    """Connect, export both interfaces and take the MPRIS name (or this process's instance name)."""
-    from coach.media.mpris import BUS_NAME, OBJECT_PATH
+async def connect(controls: Any, bus_name: str, object_path: str) -> tuple[MessageBus, "PlayerInterface", str]:
+    """Connect, export both interfaces at ``object_path`` and take ``bus_name`` (or this process's instance name)."""
+    BUS_NAME, OBJECT_PATH = bus_name, object_path  # noqa: N806 - the spec's names
 
     bus = await MessageBus(bus_address=controls.address).connect()
     try:
@@ -136,9 +136,7 @@ class PlayerInterface(ServiceInterface):
 
     @method()
     def SetPosition(self, track_id: "o", position: "x"):  # noqa: N802, F821
-        from coach.media.mpris import TRACK_ID
-
-        if track_id == TRACK_ID:  # otherwise a stale request, ignored as the spec says
+        if track_id == self.controls.track_id:  # otherwise a stale request, ignored as the spec says
             self.controls.command(SeekTo(position / 1e6))
 
     @method()

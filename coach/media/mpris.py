@@ -173,6 +173,9 @@ class PlayerState:
 class MediaControls:
     """The MPRIS service of one `coach play`; ``update`` with each status, ``close`` at the end."""
 
+    track_id = TRACK_ID
+    """The one track (the session) that SetPosition names."""
+
     def __init__(self, put: Put, address: str, identity: str = IDENTITY) -> None:
         self.put = put
         self.address = address
@@ -229,7 +232,7 @@ class MediaControls:
 
         self._closing = asyncio.Event()
         try:
-            bus, service, name = await connect(self)
+            bus, service, name = await connect(self, BUS_NAME, OBJECT_PATH)
         except Exception as exc:  # noqa: BLE001 - any failure means: no media keys, told once
             self._failure = f"cannot use the D-Bus session bus: {exc}"
             self._ready.set()

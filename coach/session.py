@@ -311,7 +311,7 @@ def is_script(ref: str) -> bool:
 
 
 def prepare_session(ref: str, options: SessionOptions = SessionOptions(), *,
-                    progress: Progress | None = None, early_start: bool = False,
+                    progress: Progress | None = None, early_start: bool | str = False,
                     warn: Callable[[str], None] = lambda line: None, sample_rate_hz: int = 44100,
                     music_progress: Progress | None = None) -> PreparedSession:
     """Load ``ref`` and plan it (a routine) or read it (a cue script), with its voice open.
@@ -319,7 +319,8 @@ def prepare_session(ref: str, options: SessionOptions = SessionOptions(), *,
     ``progress(done, total)`` follows the synthesis of the routine's cues.
     ``early_start``: when the introduction's speech is not in the clip cache yet, plan
     only the introduction now and the rest in the background (``PreparedSession.rest``),
-    so that playing can start at once. ``warn`` gets one line for each music file skipped;
+    so that playing can start at once (``"always"``: even when it is cached, to see what a cold
+    start played). ``warn`` gets one line for each music file skipped;
     ``music_progress`` follows the first analysis of the music.
     """
     from coach.voice import open_voice
@@ -355,7 +356,7 @@ def prepare_session(ref: str, options: SessionOptions = SessionOptions(), *,
         sounds = routine_sound_files(routine, ref)
         lengths = sound_lengths(sounds)
         if early_start and voice.spec.engine != "estimate":
-            early = _plan_intro_first(routine, settings, voice, lengths)
+            early = _plan_intro_first(routine, settings, voice, lengths, only_if_cold=early_start != "always")
             if early is not None:
                 intro, rest, expected_s = early
                 intro = replace(intro, sounds=sounds)
@@ -465,8 +466,8 @@ def body_start(timeline: Timeline) -> float:
     return next((c.start_s for c in timeline.chapters if c.exercise is not None), timeline.duration_s)
 
 
-def _plan_intro_first(routine: Routine, settings: PlanSettings, voice: Voice,
-                      lengths: dict[str, float] | None) -> tuple[Timeline, Future[Timeline], float] | None:
+def _plan_intro_first(routine: Routine, settings: PlanSettings, voice: Voice, lengths: dict[str, float] | None,
+                      *, only_if_cold: bool = True) -> tuple[Timeline, Future[Timeline], float] | None:
     """The introduction, planned with real speech now, and the whole session planned in the background.
 
     The intro announces the session's length; fixing that number (from the estimate,
@@ -488,7 +489,7 @@ def _plan_intro_first(routine: Routine, settings: PlanSettings, voice: Voice,
     intro_texts = [c.text for c in rough.cues if c.kind == "speech" and c.text and c.start_s < boundary]
     synthesized = voice.synthesized
     voice.prefetch(intro_texts)
-    if voice.synthesized == synthesized:
+    if only_if_cold and voice.synthesized == synthesized:
         return None
     real = sum(voice.measure_s(t) for t in intro_texts)
     guessed = sum(estimate(t) for t in intro_texts) or 1.0

@@ -56,7 +56,13 @@ def voice_problems(routine: Routine, doc: Any, name: str) -> list[str]:
     try:
         resolved = validate_voice(spec)
         if resolved.engine == "piper":
-            make_engine(resolved).close()  # loads the model: a broken .onnx fails now, not at export
+            # Piper loads its model lazily, in a worker, at the first clip: speak one word now, so that
+            # a broken .onnx fails here and not minutes into an export.
+            engine = make_engine(resolved)
+            try:
+                engine.synthesize("Ready.")
+            finally:
+                engine.close()
     except CoachError as exc:
         message = exc.message + (f" ({exc.hint})" if exc.hint else "")
         return [located(doc, name, ("voice", "voice" if wanted.voice is not None else "engine"), message)]

@@ -27,8 +27,9 @@ PROFILE_STEP_S = 0.01
 SPEECH_LUFS = TARGET_LUFS - 3.0
 """Integrated loudness (one channel) every speech clip is normalized to: spread to two channels
 a meter reads 3 dB more, so a stereo session needs almost no gain to sit at the target."""
-CLIP_CEILING_DBTP = -3.0
-"""A normalized clip whose true peak would pass this (16 dB over its loudness: rare for speech) is
+CLIP_CEILING_DBTP = -2.0
+"""A normalized clip whose true peak would pass this (17 dB over its loudness: espeak-ng and Piper speech
+peaks 16-22 dB over it, so most long clips are limited by a few dB; at -16 LUFS that is unavoidable) is
 limited to it, so that the master in stereo almost never has anything left to limit."""
 EARCON_BELOW_SPEECH_LU = 3.0
 """An earcon's loudest 400 ms stays this far below the speech's loudness."""

@@ -570,6 +570,7 @@ def test_a_second_coach_play_at_once_takes_the_instance_name(play, menv, device,
         first = play(str(script), "--quiet")
         wait_until("coach listed", lambda: "coach" in playerctl(menv, "-l", player=None).split())
         # Paused, the first one cannot finish while the second starts, however busy the machine.
+        wait_for_status(menv, "Playing")  # MPRIS allows Pause once it plays (CanPause)
         playerctl(menv, "pause")
         wait_for_status(menv, "Paused")
         second = play(str(script), "--quiet", env={**menv, "HOME": str(other.home)})
@@ -577,6 +578,7 @@ def test_a_second_coach_play_at_once_takes_the_instance_name(play, menv, device,
         players = wait_until(name, lambda: (lambda ps: name in ps and ps)(playerctl(menv, "-l", player=None).split()))
         assert "coach" in players
         assert f"media keys: on (MPRIS player org.mpris.MediaPlayer2.{name} " in second.stderr()
+        wait_until(f"{name} playing", lambda: playerctl(menv, "status", player=name) == "Playing")
         playerctl(menv, "stop", player=name)
         assert second.wait() == 0, second.stderr()
         assert first.proc.poll() is None  # the first one plays on

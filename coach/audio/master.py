@@ -32,8 +32,9 @@ CEILING_DBTP = {"wav": -1.5, "flac": -1.5, "ogg": -2.5, "mp3": -2.5, "play": -1.
 """Where the limiter holds true peaks: below -1 dBTP, with room for lossy encoders' overshoot."""
 MAX_GAIN_DB = 40.0
 """The master never amplifies more than this (a nearly silent session stays quiet)."""
-PRIME_S = 0.5
-"""Audio rendered before a start position, so the limiter is in the state a render from 0 has there."""
+PRIME_S = 3.0
+"""Audio rendered before a start position, so the limiter is in the state a render from 0 has there:
+its only long memory is the release (150 ms time constant), which forgets all but e**-20 in 3 s."""
 
 
 class MusicSource(Protocol):

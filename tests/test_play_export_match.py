@@ -49,6 +49,25 @@ def script(bell: str) -> dict:
     }
 
 
+def heard_session(device, wav: np.ndarray) -> np.ndarray:  # noqa: F811
+    """What the device received of the session, aligned with ``wav`` on the first sample that is not silence;
+    asserts it came whole and nothing followed it."""
+    # On a busy machine the pacer may see a pause in the stream and start a new segment: joined,
+    # they are what the player wrote.
+    heard = np.concatenate([c.frames for c in device.captures()])
+    start = int(np.flatnonzero(np.any(heard != 0, axis=1))[0]) - int(np.flatnonzero(np.any(wav != 0, axis=1))[0])
+    assert start >= 0
+    session = heard[start : start + len(wav)]
+    assert len(session) == len(wav), "the whole session reached the device"
+    assert not np.any(heard[start + len(wav) :]), "nothing after the session"
+    return session
+
+
+def within_one_lsb(a: np.ndarray, b: np.ndarray) -> bool:
+    diff = np.abs(a.astype(np.int32) - b.astype(np.int32))
+    return int(diff.max()) <= 1
+
+
 def write_bell(path) -> None:
     """A loud two-tone bell (louder than speech: the master must balance it down)."""
     t = np.arange(int(0.5 * 48000)) / 48000
@@ -70,19 +89,8 @@ def test_play_captured_from_the_device_equals_the_export_of_the_same_script(devi
     assert played.returncode == 0, played.stderr
     assert "Traceback" not in played.stderr
 
-    # On a busy machine the pacer may see a pause in the stream and start a new segment: joined,
-    # they are what the player wrote.
-    heard = np.concatenate([c.frames for c in device.captures()])
-    # The session starts with speech at 0: align on the first sample that is not silence.
-    first_heard = int(np.flatnonzero(np.any(heard != 0, axis=1))[0])
-    first_wav = int(np.flatnonzero(np.any(wav != 0, axis=1))[0])
-    start = first_heard - first_wav
-    assert start >= 0
-    session = heard[start : start + len(wav)]
-    assert len(session) == len(wav), "the whole session reached the device"
-    diff = np.abs(session.astype(np.int32) - wav.astype(np.int32))
-    assert diff.max() <= 1, f"{np.count_nonzero(diff > 1)} samples differ by more than 1 LSB"
-    assert not np.any(heard[start + len(wav) :]), "nothing after the session"
+    session = heard_session(device, wav)
+    assert within_one_lsb(session, wav)
 
     # The script's own bell was used (not the built-in start sound), balanced under the speech.
     bell_at = int(round((TEXTS.index("One.") * 5.5 + 1.0) * RATE))
@@ -142,11 +150,7 @@ def test_play_and_export_take_the_plan_options_and_make_the_session_plan_prints(
 
     played = coach("play", str(routine), *OPTIONS, "--quiet", env=env, timeout_s=300)
     assert played.returncode == 0, played.stderr
-    heard = np.concatenate([c.frames for c in device.captures()])
-    start = int(np.flatnonzero(np.any(heard != 0, axis=1))[0]) - int(np.flatnonzero(np.any(wav != 0, axis=1))[0])
-    session = heard[start : start + len(wav)]
-    assert len(session) == len(wav)
-    assert np.abs(session.astype(np.int32) - wav.astype(np.int32)).max() <= 1
+    assert within_one_lsb(heard_session(device, wav), wav)
 
 
 def write_music(folder) -> None:
@@ -172,12 +176,7 @@ def test_play_with_music_captured_from_the_device_equals_the_export_with_the_sam
     played = coach("play", str(path), *music, "--quiet", env=env, timeout_s=300)
     assert played.returncode == 0, played.stderr
 
-    heard = np.concatenate([c.frames for c in device.captures()])
-    # The music starts with the session: align on the first sample that is not silence.
-    start = int(np.flatnonzero(np.any(heard != 0, axis=1))[0]) - int(np.flatnonzero(np.any(wav != 0, axis=1))[0])
-    session = heard[start : start + len(wav)]
-    assert len(session) == len(wav)
-    assert np.abs(session.astype(np.int32) - wav.astype(np.int32)).max() <= 1
+    assert within_one_lsb(heard_session(device, wav), wav)
     # Music is there in the gaps (not silence), and the whole still meets the headphone targets.
     gap = wav[int(2.7 * RATE) : int(3.9 * RATE)]
     assert np.abs(gap).max() > 20

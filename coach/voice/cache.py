@@ -22,7 +22,7 @@ import struct
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Mapping
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal, Mapping
 
 import numpy as np
 
@@ -105,6 +105,24 @@ def decode_entry(data: bytes) -> Clip | None:
     return Clip(values[:frames], rate_hz, level=clip_level)
 
 
+def _entry_header(f: BinaryIO) -> tuple[dict[str, Any], int, int] | None:
+    """The header of the cache file open as ``f``, where its payload starts, and how long the payload is
+    by the header (None if they disagree with the file's size). Reads a few hundred bytes, no checksum."""
+    head = f.read(len(MAGIC) + _HEADER_LEN.size)
+    if len(head) < len(MAGIC) + _HEADER_LEN.size or not head.startswith(MAGIC):
+        return None
+    (header_len,) = _HEADER_LEN.unpack_from(head, len(MAGIC))
+    if header_len > 4096:
+        return None
+    header = json.loads(f.read(header_len).decode("utf-8"))
+    frames = int(header["frames"])
+    steps = int(header["level"]["energy_steps"]) if header.get("level") is not None else 0
+    start = len(head) + header_len
+    if int(header["sample_rate_hz"]) <= 0 or os.fstat(f.fileno()).st_size != start + (frames + steps) * 4:
+        return None
+    return header, start, frames
+
+
 def header_duration_s(path: Path) -> float | None:
     """The length of the clip in a cache file, from its header and size alone (None if they disagree).
 
@@ -113,21 +131,10 @@ def header_duration_s(path: Path) -> float | None:
     """
     try:
         with open(path, "rb") as f:
-            head = f.read(len(MAGIC) + _HEADER_LEN.size)
-            if len(head) < len(MAGIC) + _HEADER_LEN.size or not head.startswith(MAGIC):
-                return None
-            (header_len,) = _HEADER_LEN.unpack_from(head, len(MAGIC))
-            if header_len > 4096:
-                return None
-            header = json.loads(f.read(header_len).decode("utf-8"))
-            size = os.fstat(f.fileno()).st_size
-        rate_hz, frames = int(header["sample_rate_hz"]), int(header["frames"])
-        steps = int(header["level"]["energy_steps"]) if header.get("level") is not None else 0
+            found = _entry_header(f)
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if rate_hz <= 0 or size != len(head) + header_len + (frames + steps) * 4:
-        return None
-    return frames / rate_hz
+    return None if found is None else found[2] / int(found[0]["sample_rate_hz"])
 
 
 def header_level(path: Path) -> ClipLevel | None:
@@ -140,22 +147,13 @@ def header_level(path: Path) -> ClipLevel | None:
 
     try:
         with open(path, "rb") as f:
-            head = f.read(len(MAGIC) + _HEADER_LEN.size)
-            if len(head) < len(MAGIC) + _HEADER_LEN.size or not head.startswith(MAGIC):
+            found = _entry_header(f)
+            if found is None or found[0].get("level") is None:
                 return None
-            (header_len,) = _HEADER_LEN.unpack_from(head, len(MAGIC))
-            if header_len > 4096:
-                return None
-            header = json.loads(f.read(header_len).decode("utf-8"))
-            level = header.get("level")
-            if level is None:
-                return None
-            frames, steps = int(header["frames"]), int(level["energy_steps"])
-            size = os.fstat(f.fileno()).st_size
-            if size != len(head) + header_len + (frames + steps) * 4:
-                return None
-            f.seek(len(head) + header_len + frames * 4)
-            energy = np.frombuffer(f.read(steps * 4), dtype="<f4").astype(np.float32)
+            header, start, frames = found
+            level = header["level"]
+            f.seek(start + frames * 4)
+            energy = np.frombuffer(f.read(int(level["energy_steps"]) * 4), dtype="<f4").astype(np.float32)
         lufs = -math.inf if level["loudness_lufs"] is None else float(level["loudness_lufs"])
         return ClipLevel(lufs, float(level["true_peak"]), energy)
     except (OSError, ValueError, KeyError, TypeError):

@@ -32,6 +32,8 @@ CEILING_DBTP = {"wav": -1.5, "flac": -1.5, "ogg": -2.5, "mp3": -2.5, "play": -1.
 """Where the limiter holds true peaks: below -1 dBTP, with room for lossy encoders' overshoot."""
 MAX_GAIN_DB = 40.0
 """The master never amplifies more than this (a nearly silent session stays quiet)."""
+MUSIC_BLOCK_FRAMES = 16384
+"""The size of the pieces the music is decoded and resampled in (the same for every sink)."""
 PRIME_S = 3.0
 """Audio rendered before a start position, so the limiter is in the state a render from 0 has there:
 its only long memory is the release (150 ms time constant), which forgets all but e**-20 in 3 s."""
@@ -95,11 +97,49 @@ class Master:
         else:
             self.gain_db = 0.0
         self.output_lufs = self.loudness_lufs + self.gain_db
-        """The loudness of what ``blocks`` yields (the limiter, where it acts, takes off a little)."""
+        """The loudness of what ``blocks`` yields."""
         self.peak_bound = 0.0
         """At least the true peak of everything yielded so far (linear); the limiter keeps it at the ceiling."""
         self.limited_frames = 0
         """Frames the limiter had to analyse (where the clips' peaks alone did not keep them under the ceiling)."""
+        self.measured_passes = 0
+        """Measuring renders made because the limiter takes loudness off (none for most sessions)."""
+        if gain_db is None and math.isfinite(self.loudness_lufs) and self._limiter_may_act():
+            self._correct_for_the_limiter(target_lufs)
+
+    def _limiter_may_act(self) -> bool:
+        """Whether some clip, at this gain, could pass the ceiling (then the limiter costs loudness)."""
+        from coach.audio.render import RESAMPLE_MARGIN
+
+        gain = 10 ** (self.gain_db / 20)
+        ceiling = 10 ** (self.ceiling_dbtp / 20)
+        music = 1.0 if self.music is not None else 0.0  # music adds its own peaks: measure
+        peaks = [self._level(cue).true_peak for cue in self.timeline.cues]
+        return bool(peaks) and (max(peaks) * RESAMPLE_MARGIN * gain > ceiling or (music and gain > 1.0))
+
+    def _correct_for_the_limiter(self, target_lufs: float) -> None:
+        """Where the limiter acts, loudness cannot follow from the clips alone: render the session through
+        it, measure, and correct the gain (twice at most; each pass is one streaming render)."""
+        from coach.audio.loudness import LoudnessMeter
+
+        tried: list[tuple[float, float]] = []  # (gain, measured loudness)
+        for attempt in range(4):
+            meter = LoudnessMeter(self.sample_rate_hz, self.channels)
+            for block in self.blocks(block_s=1.0):
+                meter.add(block)
+            self.measured_passes += 1
+            measured = meter.integrated_lufs()
+            self.output_lufs = measured
+            if not math.isfinite(measured) or abs(measured - target_lufs) < 0.1 or attempt == 3:
+                break
+            tried.append((self.gain_db, measured))
+            slope = 1.0
+            if len(tried) >= 2:  # the limiter gives back less than each dB of gain: follow the measured slope
+                (g0, l0), (g1, l1) = tried[-2], tried[-1]
+                slope = min(1.0, max(0.1, (l1 - l0) / (g1 - g0))) if g1 != g0 else 1.0
+            self.gain_db = min(MAX_GAIN_DB, self.gain_db + (target_lufs - measured) / slope)
+        self.peak_bound = 0.0
+        self.limited_frames = 0
 
     # -- loudness by construction -------------------------------------------
 
@@ -166,7 +206,9 @@ class Master:
                 for block, bound in voice:
                     yield (block * np.float32(gain))[:, None], None if bound is None else bound * gain
                 return
-            music = _Frames(self.music.blocks(primed, input_last, block_frames))
+            # Pulled in fixed pieces, whatever the caller's block size: the player's 0.5 s blocks and
+            # the exporter's 1 s blocks then get the very same resampled music.
+            music = _Frames(self.music.blocks(primed, input_last, MUSIC_BLOCK_FRAMES))
             for block, bound in voice:
                 bed = music.take(len(block))
                 mix = (bed + block[:, None]) * np.float32(gain)

@@ -32,6 +32,8 @@ CEILING_DBTP = {"wav": -1.5, "flac": -1.5, "ogg": -2.5, "mp3": -2.5, "play": -1.
 """Where the limiter holds true peaks: below -1 dBTP, with room for lossy encoders' overshoot."""
 MAX_GAIN_DB = 40.0
 """The master never amplifies more than this (a nearly silent session stays quiet)."""
+MEASURE_PASSES = 6
+"""At most this many measuring renders when the limiter takes loudness off (secant steps on the gain)."""
 MUSIC_BLOCK_FRAMES = 16384
 """The size of the pieces the music is decoded and resampled in (the same for every sink)."""
 PRIME_S = 3.0
@@ -119,18 +121,18 @@ class Master:
 
     def _correct_for_the_limiter(self, target_lufs: float) -> None:
         """Where the limiter acts, loudness cannot follow from the clips alone: render the session through
-        it, measure, and correct the gain (twice at most; each pass is one streaming render)."""
+        it, measure, and correct the gain (each pass is one streaming render; most sessions need none)."""
         from coach.audio.loudness import LoudnessMeter
 
         tried: list[tuple[float, float]] = []  # (gain, measured loudness)
-        for attempt in range(4):
+        for attempt in range(MEASURE_PASSES):
             meter = LoudnessMeter(self.sample_rate_hz, self.channels)
             for block in self.blocks(block_s=1.0):
                 meter.add(block)
             self.measured_passes += 1
             measured = meter.integrated_lufs()
             self.output_lufs = measured
-            if not math.isfinite(measured) or abs(measured - target_lufs) < 0.1 or attempt == 3:
+            if not math.isfinite(measured) or abs(measured - target_lufs) < 0.1 or attempt == MEASURE_PASSES - 1:
                 break
             tried.append((self.gain_db, measured))
             slope = 1.0

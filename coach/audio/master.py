@@ -106,6 +106,8 @@ class Master:
         """Frames the limiter had to analyse (where the clips' peaks alone did not keep them under the ceiling)."""
         self.measured_passes = 0
         """Measuring renders made because the limiter takes loudness off (none for most sessions)."""
+        self.min_limiter_gain = 1.0
+        """The deepest gain reduction the limiter applied in what was rendered (linear)."""
         if gain_db is None and math.isfinite(self.loudness_lufs) and self._limiter_may_act():
             self._correct_for_the_limiter(target_lufs)
 
@@ -125,11 +127,15 @@ class Master:
         from coach.audio.loudness import LoudnessMeter
 
         tried: list[tuple[float, float]] = []  # (gain, measured loudness)
+        predicted = self.output_lufs
         for attempt in range(MEASURE_PASSES):
             meter = LoudnessMeter(self.sample_rate_hz, self.channels)
+            self.min_limiter_gain = 1.0
             for block in self.blocks(block_s=1.0):
                 meter.add(block)
             self.measured_passes += 1
+            if attempt == 0 and self.min_limiter_gain > 10 ** (-0.01 / 20):
+                break  # the limiter took (almost) nothing off: the loudness is as the clips say
             measured = meter.integrated_lufs()
             self.output_lufs = measured
             if not math.isfinite(measured) or abs(measured - target_lufs) < 0.1 or attempt == MEASURE_PASSES - 1:
@@ -140,8 +146,11 @@ class Master:
                 (g0, l0), (g1, l1) = tried[-2], tried[-1]
                 slope = min(1.0, max(0.1, (l1 - l0) / (g1 - g0))) if g1 != g0 else 1.0
             self.gain_db = min(MAX_GAIN_DB, self.gain_db + (target_lufs - measured) / slope)
+        if self.measured_passes == 1 and self.min_limiter_gain > 10 ** (-0.01 / 20):
+            self.output_lufs = predicted
         self.peak_bound = 0.0
         self.limited_frames = 0
+        self.min_limiter_gain = 1.0
 
     # -- loudness by construction -------------------------------------------
 
@@ -233,6 +242,7 @@ class Master:
         def note() -> None:
             self.peak_bound = max(self.peak_bound, limiter.peak_out)
             self.limited_frames = analysed[0] + limiter.analysed_frames
+            self.min_limiter_gain = min(self.min_limiter_gain, limiter.min_gain)
 
         analysed = [self.limited_frames]
         for block, bound in mixed():

@@ -210,7 +210,9 @@ def landings(heard: np.ndarray, expected: np.ndarray, jumps: int) -> list[float]
         heard_at = int(starts[0])
         needle = heard[heard_at : heard_at + RATE]
         assert len(needle) == RATE, "less than a second heard after the jump"
-        (session_at,) = find_in(expected, needle)  # once, or the landing is ambiguous
+        found = find_in(expected, needle)
+        assert len(found) == 1, f"jump {len(out) + 1}: the second heard after it is found {len(found)} times in the plan"
+        (session_at,) = found  # once, or the landing is ambiguous
         out.append(session_at / RATE)
     return out
 

@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 Progress = Callable[[str, int, int], None]
 """progress(stage, done, total): stage is "synth" (clips) or "write" (frames)."""
 
-LIMITER_CEILING_DBTP = CEILING_DBTP
 BLOCK_S = 1.0
 SCRIPT_FORMATS = ("json", "vtt", "srt", "txt", "labels", "table")
 SCRIPT_EXTENSIONS = {".json": "json", ".vtt": "vtt", ".srt": "srt", ".txt": "txt", ".labels": "labels"}

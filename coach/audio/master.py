@@ -117,9 +117,11 @@ class Master:
 
         gain = 10 ** (self.gain_db / 20)
         ceiling = 10 ** (self.ceiling_dbtp / 20)
-        music = 1.0 if self.music is not None else 0.0  # music adds its own peaks: measure
         peaks = [self._level(cue).true_peak for cue in self.timeline.cues]
-        return bool(peaks) and (max(peaks) * RESAMPLE_MARGIN * gain > ceiling or (music and gain > 1.0))
+        if not peaks:
+            return False
+        # Music adds peaks of its own that the clips do not tell: with any gain up, measure.
+        return max(peaks) * RESAMPLE_MARGIN * gain > ceiling or (self.music is not None and gain > 1.0)
 
     def _correct_for_the_limiter(self, target_lufs: float) -> None:
         """Where the limiter acts, loudness cannot follow from the clips alone: render the session through

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from coach.audio.level import CLIP_CEILING_DBTP
 from coach.errors import ExitStatus, SpeechEngineError, UsageError
 from coach.timeline import Timeline, VoiceSpec
 from coach.voice import list_voices, open_voice, validate_voice
@@ -103,7 +104,7 @@ def test_a_cue_is_real_speech_trimmed_to_ten_ms_each_side():
     # Speech, not noise or silence: normalized (its level travels with it), and most of its energy below 4 kHz.
     assert clip.level is not None and abs(clip.level.loudness_lufs - -19.0) < 2.0
     peak = float(np.abs(clip.samples).max())
-    assert 0.1 < peak <= 10 ** (-2.0 / 20) + 0.01
+    assert 0.1 < peak <= 10 ** (CLIP_CEILING_DBTP / 20) + 0.01
     spectrum = np.abs(np.fft.rfft(clip.samples)) ** 2
     freqs = np.fft.rfftfreq(len(clip.samples), 1 / 22050)
     assert spectrum[freqs < 4000].sum() > 0.8 * spectrum.sum()

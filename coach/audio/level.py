@@ -27,10 +27,12 @@ PROFILE_STEP_S = 0.01
 SPEECH_LUFS = TARGET_LUFS - 3.0
 """Integrated loudness (one channel) every speech clip is normalized to: spread to two channels
 a meter reads 3 dB more, so a stereo session needs almost no gain to sit at the target."""
-CLIP_CEILING_DBTP = -2.0
-"""A normalized clip whose true peak would pass this (17 dB over its loudness: espeak-ng and Piper speech
+CLIP_CEILING_DBTP = -3.0
+"""A normalized clip whose true peak would pass this (16 dB over its loudness: espeak-ng and Piper speech
 peaks 16-22 dB over it, so most long clips are limited by a few dB; at -16 LUFS that is unavoidable) is
-limited to it, so that the master in stereo almost never has anything left to limit."""
+limited to it, once, when it is cached. Limiting takes up to about 1 LU off such a clip, which the master's
+gain gives back; this ceiling leaves that gain room under the master's (-1.5 dBTP), so for a speech session
+the master's limiter has nothing to do and no measuring render is needed before the first sample plays."""
 EARCON_BELOW_SPEECH_LU = 3.0
 """An earcon's loudest 400 ms stays this far below the speech's loudness."""
 RING_S = 0.05

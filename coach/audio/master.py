@@ -22,7 +22,7 @@ from typing import Protocol
 import numpy as np
 
 from coach.audio.clip import Clip
-from coach.audio.level import ClipLevel, analyse, predict_steps, steps_lufs
+from coach.audio.level import PROFILE_STEP_S, ClipLevel, analyse, predict_steps, steps_lufs
 from coach.audio.limiter import Limiter
 from coach.audio.loudness import TARGET_LUFS
 from coach.audio.render import render_mono, resample
@@ -34,8 +34,16 @@ MAX_GAIN_DB = 40.0
 """The master never amplifies more than this (a nearly silent session stays quiet)."""
 MEASURE_PASSES = 6
 """At most this many measuring renders when the limiter takes loudness off (secant steps on the gain)."""
+MIN_SLOPE = 0.2
+"""Below this many LU per dB of gain the limiter is holding the loudness down: more gain is not tried."""
+MAX_STEP_DB = 6.0
+"""The largest gain change between two measuring renders."""
 MUSIC_BLOCK_FRAMES = 16384
 """The size of the pieces the music is decoded and resampled in (the same for every sink)."""
+LIMITER_TOLERANCE_LU = 0.1
+"""How much loudness the limiter may at most take off before the master measures and corrects its gain."""
+RELEASE_SPILL_S = 1.0
+"""How long after a clip the limiter's release may still hold some of its reduction (150 ms time constant)."""
 PRIME_S = 3.0
 """Audio rendered before a start position, so the limiter is in the state a render from 0 has there:
 its only long memory is the release (150 ms time constant), which forgets all but e**-20 in 3 s."""
@@ -112,16 +120,41 @@ class Master:
             self._correct_for_the_limiter(target_lufs)
 
     def _limiter_may_act(self) -> bool:
-        """Whether some clip, at this gain, could pass the ceiling (then the limiter costs loudness)."""
+        """Whether the limiter could take enough loudness off, at this gain, to move the session off its target.
+
+        Without music this is decided from the clips: a clip whose true peak (plus
+        those of the clips sounding with it) passes the ceiling is turned down by
+        at most that excess, and the limiter's release carries it at most
+        ``RELEASE_SPILL_S`` on. If the session's loudness with every such clip (and
+        what follows it) turned down by its whole excess is still within
+        ``LIMITER_TOLERANCE_LU`` of the prediction, no measuring render is needed.
+        """
         from coach.audio.render import RESAMPLE_MARGIN
 
         gain = 10 ** (self.gain_db / 20)
-        ceiling = 10 ** (self.ceiling_dbtp / 20)
-        peaks = [self._level(cue).true_peak for cue in self.timeline.cues]
-        if not peaks:
+        if self.music is not None:
+            # Music adds peaks of its own that the clips do not tell: with any gain up, measure.
+            return gain > 1.0
+        cues = sorted(self.timeline.cues, key=lambda c: c.start_s)
+        if not cues:
             return False
-        # Music adds peaks of its own that the clips do not tell: with any gain up, measure.
-        return max(peaks) * RESAMPLE_MARGIN * gain > ceiling or (self.music is not None and gain > 1.0)
+        ceiling = 10 ** (self.ceiling_dbtp / 20)
+        levels = [self._level(cue) for cue in cues]
+        starts = np.array([cue.start_s for cue in cues])
+        ends = np.array([cue.start_s + len(level.energy) * PROFILE_STEP_S for cue, level in zip(cues, levels)])
+        peaks = np.array([level.true_peak for level in levels])
+        # Each clip's peak bound: its own peak plus the peaks of every clip that overlaps it.
+        bounds = np.array([peaks[(starts < ends[i]) & (ends > starts[i])].sum() for i in range(len(cues))])
+        excess = np.maximum(1.0, bounds * RESAMPLE_MARGIN * gain / ceiling)
+        if not (excess > 1.0).any():
+            return False
+        worst = np.ones(len(cues))
+        for i in np.flatnonzero(excess > 1.0):
+            hit = (starts < ends[i] + RELEASE_SPILL_S) & (ends > starts[i])
+            worst[hit] = np.minimum(worst[hit], 1.0 / excess[i])
+        placed = [(cue.start_s, level, float(w)) for cue, level, w in zip(cues, levels, worst)]
+        worst_lufs = steps_lufs(predict_steps(placed, self.timeline.duration_s) * self.channels)
+        return self.loudness_lufs - worst_lufs > LIMITER_TOLERANCE_LU
 
     def _correct_for_the_limiter(self, target_lufs: float) -> None:
         """Where the limiter acts, loudness cannot follow from the clips alone: render the session through
@@ -137,19 +170,30 @@ class Master:
                 meter.add(block)
             self.measured_passes += 1
             if attempt == 0 and self.min_limiter_gain > 10 ** (-0.01 / 20):
-                break  # the limiter took (almost) nothing off: the loudness is as the clips say
+                self.output_lufs = predicted  # the limiter took (almost) nothing off: as the clips say
+                break
             measured = meter.integrated_lufs()
-            self.output_lufs = measured
-            if not math.isfinite(measured) or abs(measured - target_lufs) < 0.1 or attempt == MEASURE_PASSES - 1:
+            if not math.isfinite(measured):
+                self.output_lufs = measured
                 break
             tried.append((self.gain_db, measured))
+            if abs(measured - target_lufs) < 0.1:
+                break
             slope = 1.0
             if len(tried) >= 2:  # the limiter gives back less than each dB of gain: follow the measured slope
                 (g0, l0), (g1, l1) = tried[-2], tried[-1]
-                slope = min(1.0, max(0.1, (l1 - l0) / (g1 - g0))) if g1 != g0 else 1.0
-            self.gain_db = min(MAX_GAIN_DB, self.gain_db + (target_lufs - measured) / slope)
-        if self.measured_passes == 1 and self.min_limiter_gain > 10 ** (-0.01 / 20):
-            self.output_lufs = predicted
+                if g1 != g0:
+                    slope = (l1 - l0) / (g1 - g0)
+                    if slope < MIN_SLOPE and measured < target_lufs:
+                        break  # more gain buys (almost) no loudness: the limiter holds it down
+                    slope = min(1.0, max(MIN_SLOPE, slope))
+            if attempt == MEASURE_PASSES - 1:
+                break
+            step = max(-MAX_STEP_DB, min(MAX_STEP_DB, (target_lufs - measured) / slope))
+            self.gain_db = min(MAX_GAIN_DB, self.gain_db + step)
+        if tried:
+            # The gain whose measured loudness came closest (a limiter that holds it down may leave it short).
+            self.gain_db, self.output_lufs = min(tried, key=lambda tried_: abs(tried_[1] - target_lufs))
         self.peak_bound = 0.0
         self.limited_frames = 0
         self.min_limiter_gain = 1.0

@@ -254,8 +254,8 @@ def open_session_music(options: SessionOptions, routine: Routine | None, ref: st
                        warn: Callable[[str], None], sample_rate_hz: int = 44100,
                        progress: Progress | None = None) -> MusicChoice | None:
     """The music the options (or else the routine) name, analysed; None for none."""
-    if options.no_music:
-        return None
+    if options.no_music or not options.music and (routine is None or routine.music is None):
+        return None  # without importing the music modules (soundfile, soxr): a warm start is quicker
     from coach.audio.music import DEFAULT_MUSIC_LEVEL_DB, open_music, resolve_music_path
 
     sources: list[str | Path] = list(options.music)

@@ -92,6 +92,7 @@ class Master:
         self.ceiling_dbtp = ceiling_dbtp
         self._level_for = level_for
         self._levels: dict[int, tuple[Clip, ClipLevel]] = {}
+        self._levels_of_cues: list[ClipLevel] | None = None
         voice_steps = self._voice_steps() if gain_db is None or music is not None else None
         self.voice_lufs = steps_lufs(voice_steps) if voice_steps is not None else math.nan
         """The voice's (speech and earcons) integrated loudness before the gain, all channels."""
@@ -135,11 +136,12 @@ class Master:
         if self.music is not None:
             # Music adds peaks of its own that the clips do not tell: with any gain up, measure.
             return gain > 1.0
-        cues = sorted(self.timeline.cues, key=lambda c: c.start_s)
-        if not cues:
+        if not self.timeline.cues:
             return False
+        order = sorted(range(len(self.timeline.cues)), key=lambda i: self.timeline.cues[i].start_s)
+        cues = [self.timeline.cues[i] for i in order]
+        levels = [self._cue_levels()[i] for i in order]
         ceiling = 10 ** (self.ceiling_dbtp / 20)
-        levels = [self._level(cue) for cue in cues]
         starts = np.array([cue.start_s for cue in cues])
         ends = np.array([cue.start_s + len(level.energy) * PROFILE_STEP_S for cue, level in zip(cues, levels)])
         peaks = np.array([level.true_peak for level in levels])
@@ -214,8 +216,14 @@ class Master:
             hit = self._levels[id(clip)] = (clip, analyse(clip.samples, clip.sample_rate_hz))
         return hit[1]
 
+    def _cue_levels(self) -> list[ClipLevel]:
+        """The level of each of the timeline's cues, in its order (looked up once)."""
+        if self._levels_of_cues is None:
+            self._levels_of_cues = [self._level(cue) for cue in self.timeline.cues]
+        return self._levels_of_cues
+
     def _voice_steps(self) -> np.ndarray:
-        placed = [(cue.start_s, self._level(cue), 1.0) for cue in self.timeline.cues]
+        placed = [(cue.start_s, level, 1.0) for cue, level in zip(self.timeline.cues, self._cue_levels())]
         # The voice is one channel spread to all: a meter sums them.
         return predict_steps(placed, self.timeline.duration_s) * self.channels
 

@@ -277,11 +277,19 @@ _digests_lock = threading.Lock()
 
 
 def file_digest(path: Path) -> str:
-    """SHA-256 of a file, computed once per process for each (path, mtime, size)."""
+    """SHA-256 of a file, computed once for each (path, mtime, size) and remembered across runs.
+
+    A voice model is ~60 MB: hashing it costs ~30 ms that a warm ``coach play`` would
+    otherwise spend before its first sound. The digests are kept next to the clip cache
+    (a lost or unreadable file only means hashing again).
+    """
     stat = path.stat()
     key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    name = f"{key[1]}:{key[2]}:{key[0]}"
     with _digests_lock:
         known = _digests.get(key)
+        if known is None:
+            known = _stored_digests().get(name)
     if known is not None:
         return known
     digest = hashlib.sha256()
@@ -290,7 +298,41 @@ def file_digest(path: Path) -> str:
             digest.update(chunk)
     with _digests_lock:
         _digests[key] = digest.hexdigest()
+        stored = _stored_digests()
+        stored[name] = _digests[key]
+        _store_digests(stored)
     return _digests[key]
+
+
+_stored: dict[str, str] | None = None
+
+
+def _digests_file() -> Path:
+    from coach.voice.cache import default_cache_dir
+
+    return default_cache_dir() / "file-digests.json"
+
+
+def _stored_digests() -> dict[str, str]:
+    global _stored
+    if _stored is None:
+        try:
+            loaded = json.loads(_digests_file().read_text(encoding="utf-8"))
+            _stored = {str(k): str(v) for k, v in loaded.items()} if isinstance(loaded, dict) else {}
+        except (OSError, ValueError):
+            _stored = {}
+    return _stored
+
+
+def _store_digests(stored: dict[str, str]) -> None:
+    from coach.fsutil import atomic_output
+
+    try:
+        _digests_file().parent.mkdir(parents=True, exist_ok=True)
+        with atomic_output(_digests_file(), force=True, binary=False) as f:
+            json.dump(stored, f, indent=0, sort_keys=True)
+    except Exception:  # noqa: BLE001 - a digest not remembered is computed again next time
+        pass
 
 
 # -- rate -------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from typing import Any
 
 from coach.errors import AudioDeviceError, Interrupted
 from coach.player import Command, Inbox, MonotonicClock, Player, PlayerOptions, Status
-from coach.session import PreparedSession, body_start
+from coach.session import PreparedSession
 from coach.session_map import SessionMap
 
 HISTORY_EVERY_S = 5.0
@@ -92,18 +92,22 @@ def coach_live(session: PreparedSession, sink: Any, inbox: Inbox, *, held: Any =
             held.stop()
             held.wait_done(0.3)
         outcome = player_for(timeline).run(start_s, device_awake=awake)
-        if outcome.finished and session.rest is not None:
-            # Only the introduction was ready: carry on with the whole session, planned meanwhile.
-            if not session.rest.done() and on_rest is not None:
+        # With an early start only the start was ready: carry on with each later part, planned meanwhile
+        # (the rest of the introduction, then the whole session), from where the one before ended.
+        for part in session.later_parts() if outcome.finished else []:
+            handover_s = timeline.duration_s
+            if not part.done() and on_rest is not None:
                 on_rest()
-            timeline = session.rest.result()
-            session.duration_s = timeline.duration_s
+            timeline = part.result()
+            if part is session.rest:
+                session.duration_s = timeline.duration_s
             smap = SessionMap(timeline)
-            body_s = body_start(timeline)
             if history is not None and saver.session_id is not None:
-                history.reopen(saver.session_id, duration_s=timeline.duration_s, position_s=body_s,
-                               step=smap.step_at(body_s).label)
-            outcome = player_for(timeline).run(body_s, device_awake=True)
+                history.reopen(saver.session_id, duration_s=session.duration_s, position_s=handover_s,
+                               step=smap.step_at(handover_s).label)
+            outcome = player_for(timeline).run(handover_s, device_awake=True)
+            if not outcome.finished:
+                break
     except (Interrupted, AudioDeviceError) as exc:
         position = getattr(exc, "position_s", 0.0)
         saver.end(position, smap.step_at(position).label,

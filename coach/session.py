@@ -166,7 +166,7 @@ class PreparedSession:
 
     def __init__(self, timeline: Timeline, voice: Voice, source: str, name: str, options: SessionOptions,
                  rest: Future[Timeline] | None = None, expected_duration_s: float | None = None,
-                 music: MusicChoice | None = None) -> None:
+                 music: MusicChoice | None = None, intro_rest: Future[Timeline] | None = None) -> None:
         self.timeline = timeline
         self.music = music
         """The music under the voice, if any (its tracks already analysed)."""
@@ -178,11 +178,18 @@ class PreparedSession:
         self.clips = CueClips(voice, timeline.sounds)
         self.rest = rest
         """With an early start: the whole session's Timeline, being planned while the intro plays."""
+        self.intro_rest = intro_rest
+        """With an early start that begins before the whole introduction is ready: the introduction
+        (its first part, then the rest of it), ready long before the whole session."""
         self.duration_s = expected_duration_s or timeline.duration_s
         """The session's length (with an early start: the estimate until the whole plan is ready)."""
 
     def clip_for(self, cue: Cue) -> Clip:
         return self.clips(cue)
+
+    def later_parts(self) -> list[Future[Timeline]]:
+        """What plays after ``timeline`` with an early start, in order: each starts with what came before."""
+        return [part for part in (self.intro_rest, self.rest) if part is not None]
 
     def master(self, timeline: Timeline | None = None, *, sample_rate_hz: int = 44100, channels: int = 2,
                ceiling_dbtp: float | None = None, music: MusicSource | None = None) -> Master:
@@ -358,10 +365,11 @@ def prepare_session(ref: str, options: SessionOptions = SessionOptions(), *,
         if early_start and voice.spec.engine != "estimate":
             early = _plan_intro_first(routine, settings, voice, lengths, only_if_cold=early_start != "always")
             if early is not None:
-                intro, rest, expected_s = early
+                intro, intro_rest, rest, expected_s = early
                 intro = replace(intro, sounds=sounds)
                 return PreparedSession(intro, voice, source_of(ref), routine.name, options,
-                                       rest=_with_sounds(rest, sounds), expected_duration_s=expected_s, music=music)
+                                       rest=_with_sounds(rest, sounds), expected_duration_s=expected_s, music=music,
+                                       intro_rest=_with_sounds(intro_rest, sounds) if intro_rest else None)
         timeline = plan_measured(routine, settings, voice, sound_lengths_s=lengths, progress=progress)
     except BaseException:
         voice.close()
@@ -466,13 +474,25 @@ def body_start(timeline: Timeline) -> float:
     return next((c.start_s for c in timeline.chapters if c.exercise is not None), timeline.duration_s)
 
 
+FIRST_PART_S = 10.0
+"""An early start plays as soon as this much of the introduction's speech is ready (or all of it,
+if it is shorter); the rest of the introduction is synthesized while that plays."""
+
+
 def _plan_intro_first(routine: Routine, settings: PlanSettings, voice: Voice, lengths: dict[str, float] | None,
-                      *, only_if_cold: bool = True) -> tuple[Timeline, Future[Timeline], float] | None:
-    """The introduction, planned with real speech now, and the whole session planned in the background.
+                      *, only_if_cold: bool = True
+                      ) -> tuple[Timeline, Future[Timeline] | None, Future[Timeline], float] | None:
+    """The start of the introduction, planned with real speech now; the rest planned in the background.
+
+    Returns ``(first, intro, whole, expected_s)``: ``first`` is the introduction's
+    first cues (at least ``FIRST_PART_S`` of speech), ready to play; ``intro`` (None
+    when ``first`` is the whole introduction) the whole introduction, and ``whole``
+    the whole session, both being planned. Each starts with exactly what the one
+    before it holds, so the player hands over at its end.
 
     The intro announces the session's length; fixing that number (from the estimate,
-    corrected by how this voice's intro compares with it) makes the intro depend only
-    on its own texts, so the full plan made later starts with exactly the same intro.
+    corrected by how this voice's first cues compare with it) makes the intro depend
+    only on its own texts, so the full plan made later starts with exactly the same intro.
     None when the intro's clips were all in the cache: a sign that the rest is too, and
     planning everything now costs only a few tenths of a second.
     """
@@ -484,36 +504,65 @@ def _plan_intro_first(routine: Routine, settings: PlanSettings, voice: Voice, le
     def estimate(text: str) -> float:
         return estimate_speech_s(text, rate)
 
+    def intro_texts_of(timeline: Timeline) -> list[str]:
+        end = body_start(timeline)
+        return [c.text for c in timeline.cues if c.kind == "speech" and c.text and c.start_s < end]
+
     rough = plan(routine, settings, estimate, sound_lengths_s=lengths)
-    boundary = body_start(rough)
-    intro_texts = [c.text for c in rough.cues if c.kind == "speech" and c.text and c.start_s < boundary]
-    synthesized = voice.synthesized
-    voice.prefetch(intro_texts)
-    if only_if_cold and voice.synthesized == synthesized:
+    intro_texts = intro_texts_of(rough)
+    if only_if_cold and all(voice.is_ready(t) for t in intro_texts):
         return None
-    real = sum(voice.measure_s(t) for t in intro_texts)
-    guessed = sum(estimate(t) for t in intro_texts) or 1.0
+    first_n = next((n for n in range(1, len(intro_texts) + 1)
+                    if sum(estimate(t) for t in intro_texts[:n]) >= FIRST_PART_S), len(intro_texts))
+    voice.prefetch(intro_texts[:first_n])
+    real = sum(voice.measure_s(t) for t in intro_texts[:first_n])
+    guessed = sum(estimate(t) for t in intro_texts[:first_n]) or 1.0
     ratio = real / guessed if real > 0 else 1.0
     fixed = replace(settings, session_minutes=max(1, round(rough.duration_s * ratio / 60)))
-    known = set(intro_texts)
-    provisional = plan(routine, fixed, lambda t: voice.measure_s(t) if t in known else estimate(t) * ratio,
-                       sound_lengths_s=lengths)
-    end = body_start(provisional)
-    intro = Timeline(
-        routine=provisional.routine, title=provisional.title, level=provisional.level, voice=provisional.voice,
-        duration_s=end, chapters=tuple(c for c in provisional.chapters if c.start_s < end),
-        cues=tuple(c for c in provisional.cues if c.start_s < end),
-    )
-    rest: Future[Timeline] = Future()
+
+    def provisional(known: set[str]) -> Timeline:
+        return plan(routine, fixed, lambda t: voice.measure_s(t) if t in known else estimate(t) * ratio,
+                    sound_lengths_s=lengths)
+
+    # The texts as they will be spoken: the announced length may have changed one of them.
+    intro_texts = intro_texts_of(provisional(set()))
+    first_texts = intro_texts[:first_n]
+    voice.prefetch(first_texts)
+
+    def part(timeline: Timeline, end_s: float) -> Timeline:
+        return Timeline(
+            routine=timeline.routine, title=timeline.title, level=timeline.level, voice=timeline.voice,
+            duration_s=end_s, chapters=tuple(c for c in timeline.chapters if c.start_s < end_s),
+            cues=tuple(c for c in timeline.cues if c.start_s < end_s),
+        )
+
+    guess = provisional(set(first_texts))
+    body_s = body_start(guess)
+    speech = [c for c in guess.cues if c.kind == "speech" and c.text and c.start_s < body_s]
+    whole_intro = len(first_texts) >= len(intro_texts)
+    # The first part ends where the first cue it does not hold begins (its silence before it included).
+    first_end = body_s if whole_intro else speech[len(first_texts)].start_s
+    first = part(guess, first_end)
+    intro: Future[Timeline] | None = None if whole_intro else Future()
+    whole: Future[Timeline] = Future()
 
     def work() -> None:
+        if intro is not None:
+            try:
+                voice.prefetch(intro_texts)
+                planned = provisional(set(intro_texts))
+                intro.set_result(part(planned, body_start(planned)))
+            except BaseException as exc:  # noqa: BLE001 - handed to the player's thread
+                intro.set_exception(exc)
+                whole.set_exception(exc)
+                return
         try:
-            rest.set_result(plan_measured(routine, fixed, voice, sound_lengths_s=lengths))
+            whole.set_result(plan_measured(routine, fixed, voice, sound_lengths_s=lengths))
         except BaseException as exc:  # noqa: BLE001 - handed to the player's thread
-            rest.set_exception(exc)
+            whole.set_exception(exc)
 
     threading.Thread(target=work, name="coach-plan-rest", daemon=True).start()
-    return intro, rest, provisional.duration_s
+    return first, intro, whole, guess.duration_s
 
 
 def warm_up(engine: str | None) -> threading.Thread:

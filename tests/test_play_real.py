@@ -621,3 +621,56 @@ def test_a_cold_cache_starts_with_the_intro_and_a_warm_one_plans_everything_firs
         assert warm.rest is None and any(c.exercise for c in warm.timeline.cues)
     finally:
         warm.close()
+
+
+LONG_INTRO = TINY.replace("description: A tiny test.", (
+    "description: >-\n"
+    "  This session is a test of a long introduction, long enough that it is not all ready at once.\n"
+    "  Its second sentence goes on for a while, so that the voice has plenty to say before the exercise.\n"
+    "  A third sentence follows, about nothing in particular, and then the plank comes at last."), 1)
+
+
+def test_a_long_intro_starts_with_its_first_cues_then_the_rest_of_it_then_the_whole_session(
+        device, env, tmp_path, monkeypatch):
+    """A cold start plays once the intro's first ~10 s of speech are ready; each later part starts
+    with exactly what came before, and the device gets every part as rendered, handed over in turn."""
+    from coach.playback import to_int16
+    from coach.session import FIRST_PART_S, body_start, prepare_session
+    from coach.voice import estimate_speech_s
+
+    routine = tmp_path / "long-intro.yaml"
+    routine.write_text(LONG_INTRO)
+    cold = tmp_path / "cold-cache"
+    result = coach("play", str(routine), env={**env, "COACH_CACHE_DIR": str(cold)}, timeout_s=120)
+    assert result.returncode == 0, result.stderr
+    assert "session finished" in result.stderr and "Traceback" not in result.stderr
+
+    # The same preparation on the clips the run cached: what it played, part by part.
+    monkeypatch.setenv("COACH_CACHE_DIR", str(cold))
+    session = prepare_session(str(routine), early_start="always")
+    try:
+        assert session.intro_rest is not None and session.rest is not None
+        first, intro, whole = session.timeline, session.intro_rest.result(timeout=60), session.rest.result(timeout=60)
+        said = [c.text for c in first.cues if c.kind == "speech"]
+        assert sum(estimate_speech_s(t, first.voice.rate_wpm) for t in said) >= FIRST_PART_S
+        assert len(said) < len([c for c in intro.cues if c.kind == "speech"])
+        assert first.cues == tuple(c for c in intro.cues if c.start_s < first.duration_s)
+        assert first.duration_s == next(c.start_s for c in intro.cues if c not in first.cues)
+        assert intro.duration_s == body_start(whole)
+        assert intro.cues == tuple(c for c in whole.cues if c.start_s < intro.duration_s)
+
+        def rendered(timeline, start_s, end_s):
+            return np.concatenate([to_int16(b) for b in session.master(timeline).blocks(start_s, end_s, 0.5)])
+
+        pieces = [rendered(first, 0.0, first.duration_s), rendered(intro, first.duration_s, intro.duration_s),
+                  rendered(whole, intro.duration_s, None)]
+    finally:
+        session.close()
+    # The silence that held the device may interleave with the first block as it drains (see the Piper test).
+    half = RATE // 2
+    cap, at = find_session(device, pieces[0][half:])
+    assert near(cap.frames[at:at + len(pieces[0]) - half], pieces[0][half:])
+    for piece in pieces[1:]:
+        cap, at = find_session(device, piece)
+        assert near(cap.frames[at:at + len(piece)], piece)
+    assert len(cap.frames) == at + len(pieces[-1]), "the session plays to its end"

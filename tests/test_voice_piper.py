@@ -382,29 +382,32 @@ def test_play_starts_a_piper_routine_with_its_intro_and_carries_on_exactly_as_pl
         session = prepare_session(str(routine), early_start="always")
         try:
             assert session.voice.spec.engine == "piper" and session.rest is not None
-            intro = session.timeline
-            whole = session.rest.result(timeout=60)
+            parts = [session.timeline] + [part.result(timeout=60) for part in session.later_parts()]
+            whole = parts[-1]
             body_s = _body_start(whole)
-            assert intro.duration_s == body_s, "the whole session starts with exactly the intro played"
-            assert intro.cues == tuple(c for c in whole.cues if c.start_s < body_s)
+            assert parts[-2].duration_s == body_s, "the whole session starts with exactly the intro played"
+            for before, after in zip(parts, parts[1:]):
+                assert before.cues == tuple(c for c in after.cues if c.start_s < before.duration_s)
             assert session.voice.synthesized == 0, "everything played was cached by the run"
 
-            def rendered(timeline, start_s=0.0):
-                blocks = session.master(timeline).blocks(start_s, None, 0.5)
+            def rendered(timeline, start_s, end_s):
+                blocks = session.master(timeline).blocks(start_s, end_s, 0.5)
                 return np.concatenate([to_int16(b) for b in blocks])
 
-            heard_intro, heard_body = rendered(intro), rendered(whole, body_s)
+            heard = [rendered(part, before.duration_s if before else 0.0, None if part is whole else part.duration_s)
+                     for before, part in zip([None, *parts], parts)]
         finally:
             session.close()
         # The capture FIFO is not exclusive like a card: while the silence that held the device
         # drains, its last fraction of a second can interleave with the first session block. So
         # the intro is compared from its second block on; everything after is exact.
         half = RATE // 2
-        cap, at = find_session(device, heard_intro[half:])
-        assert near(cap.frames[at:at + len(heard_intro) - half], heard_intro[half:])
-        cap2, at2 = find_session(device, heard_body)
-        assert near(cap2.frames[at2:at2 + len(heard_body)], heard_body)
-        assert len(cap2.frames) == at2 + len(heard_body), "the body plays to its end"
+        cap, at = find_session(device, heard[0][half:])
+        assert near(cap.frames[at:at + len(heard[0]) - half], heard[0][half:])
+        for piece in heard[1:]:
+            cap2, at2 = find_session(device, piece)
+            assert near(cap2.frames[at2:at2 + len(piece)], piece)
+        assert len(cap2.frames) == at2 + len(heard[-1]), "the body plays to its end"
     finally:
         device.stop()
 

@@ -130,6 +130,15 @@ class Voice:
                 return level
         return self.clip(text).level
 
+    def is_ready(self, text: str) -> bool:
+        """Whether the clip of ``text`` needs no synthesis (in memory or in the disk cache, or no speech)."""
+        spoken = normalize_for_speech(text)
+        if not spoken or not self.engine.exact:
+            return True
+        if self._recall(spoken) is not None:
+            return True
+        return self.cache is not None and self.cache.duration_s(self.key_for(spoken)) is not None
+
     def prefetch(self, texts: Iterable[str], progress: Progress | None = None) -> None:
         """Make every clip of ``texts`` ready, synthesizing misses in parallel (one per core).
 

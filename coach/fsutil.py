@@ -38,13 +38,29 @@ def output_error(path: Path | str, exc: BaseException) -> OutputError:
 
 
 def check_target(path: Path, force: bool) -> None:
-    """Refuse early an output that exists (without ``force``) or whose folder is missing."""
+    """Refuse early an output that exists (without ``force``) or whose folder is missing.
+
+    A device or a pipe (``/dev/null``, a FIFO) is written straight through, never replaced.
+    """
+    if _is_device(path):
+        return
     if path.exists() and not force:
         raise OutputError(f"{path}: already exists", hint="use --force to overwrite it")
     if path.is_dir():
         raise OutputError(f"{path}: is a folder")
     if not path.parent.is_dir():
         raise OutputError(f"{path}: cannot write: no such folder {path.parent}")
+
+
+def _is_device(path: Path) -> bool:
+    """Whether ``path`` exists and is neither a regular file nor a folder (a device or a pipe)."""
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
 
 
 @contextlib.contextmanager
@@ -55,6 +71,11 @@ def atomic_path(path: str | Path, *, force: bool = False) -> Iterator[Path]:
     target is either the old file (or absent) or the complete new one.
     """
     target = Path(path)
+    if _is_device(target):
+        # /dev/null, a named pipe, a terminal: nothing to replace (renaming over one would
+        # replace the device itself), so the output goes straight to it.
+        yield target
+        return
     check_target(target, force)
     remove_stale_temporaries(target)
     try:

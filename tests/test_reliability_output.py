@@ -180,3 +180,26 @@ def test_an_existing_file_needs_force_and_is_left_alone(warm, tmp_path):
     assert target.read_bytes() == OLD_BYTES and script.read_text() == "{}"
     assert not (tmp_path / "new.wav").exists()
     assert not list((tmp_path / "cache").rglob("*.clip")), "refused only after synthesizing the session"
+
+
+def test_a_device_or_a_pipe_is_written_straight_through_and_never_replaced(warm, tmp_path):
+    """`-o /dev/null` (with or without --force) or a named pipe: written to, still a device or pipe after."""
+    import stat
+    import threading
+
+    folder, routine, env = warm
+    for extra in ([], ["--force"]):
+        proc = run(coach_command("plan", str(routine), "-o", "/dev/null", *extra), env, folder)
+        assert proc.returncode == 0, proc.stderr
+        assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    fifo = tmp_path / "script.fifo"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    proc = run(coach_command("plan", str(routine), "-f", "json", "-o", str(fifo)), env, folder)
+    reader.join(60)
+    assert proc.returncode == 0, proc.stderr
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert got and got[0].lstrip().startswith(b"{")
+    assert not list(tmp_path.glob(".script.fifo.*")), "no temporary file next to it"

@@ -87,11 +87,14 @@ def coach_live(session: PreparedSession, sink: Any, inbox: Inbox, *, held: Any =
         awake = False
         if held is not None:
             # The held device hands over to the session: if it is still playing, it is awake. Waiting
-            # for it to let go keeps a device that neither mixes nor refuses from interleaving the two.
+            # for it to let go keeps a device that neither mixes nor refuses from interleaving the two;
+            # the session's mix is made while it drains.
             awake = held.is_playing()
             held.stop()
+        player = player_for(timeline)
+        if held is not None:
             held.wait_done(0.3)
-        outcome = player_for(timeline).run(start_s, device_awake=awake)
+        outcome = player.run(start_s, device_awake=awake)
         # With an early start only the start was ready: carry on with each later part, planned meanwhile
         # (the rest of the introduction, then the whole session), from where the one before ended.
         for part in session.later_parts() if outcome.finished else []:

@@ -539,7 +539,7 @@ def _plan_intro_first(routine: Routine, settings: PlanSettings, voice: Voice, le
     guess = provisional(set(first_texts))
     body_s = body_start(guess)
     speech = [c for c in guess.cues if c.kind == "speech" and c.text and c.start_s < body_s]
-    whole_intro = len(first_texts) >= len(intro_texts)
+    whole_intro = len(first_texts) >= min(len(intro_texts), len(speech))
     # The first part ends where the first cue it does not hold begins (its silence before it included).
     first_end = body_s if whole_intro else speech[len(first_texts)].start_s
     first = part(guess, first_end)
@@ -549,8 +549,16 @@ def _plan_intro_first(routine: Routine, settings: PlanSettings, voice: Voice, le
     def work() -> None:
         if intro is not None:
             try:
+                known = set(intro_texts)
                 voice.prefetch(intro_texts)
-                planned = provisional(set(intro_texts))
+                planned = provisional(known)
+                for _ in range(3):  # a text that only real lengths bring into the intro: measure it too
+                    unknown = [t for t in intro_texts_of(planned) if t not in known]
+                    if not unknown:
+                        break
+                    voice.prefetch(unknown)
+                    known.update(unknown)
+                    planned = provisional(known)
                 intro.set_result(part(planned, body_start(planned)))
             except BaseException as exc:  # noqa: BLE001 - handed to the player's thread
                 intro.set_exception(exc)

@@ -58,7 +58,7 @@ class ClipLevel:
 
 def analyse(samples: np.ndarray, sample_rate_hz: int) -> ClipLevel:
     """The level of mono ``samples``, as if silence surrounded them."""
-    from scipy.signal import sosfilt
+    from coach.audio.iir import sosfilt
 
     from coach.audio.loudness import TruePeakMeter
 

@@ -12,16 +12,23 @@ from __future__ import annotations
 
 import functools
 import sys
+import threading
 from collections.abc import Callable
 
 import numpy as np
 
 _NAME = "scipy.signal._sosfilt"
+_LOADING = threading.Lock()
+
+
+def _kernel() -> Callable[[np.ndarray, np.ndarray, np.ndarray], None] | None:
+    """scipy's ``_sosfilt(sos, x, zi)`` (in place on C-contiguous float64 x and zi), or None."""
+    with _LOADING:  # an extension module is loaded once per process
+        return _load_kernel()
 
 
 @functools.cache
-def _kernel() -> Callable[[np.ndarray, np.ndarray, np.ndarray], None] | None:
-    """scipy's ``_sosfilt(sos, x, zi)`` (in place on C-contiguous float64 x and zi), or None."""
+def _load_kernel() -> Callable[[np.ndarray, np.ndarray, np.ndarray], None] | None:
     loaded = sys.modules.get(_NAME)
     if loaded is None and "scipy.signal" not in sys.modules:
         try:

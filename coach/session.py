@@ -113,6 +113,7 @@ class CueClips:
         self.voice = voice
         self.sounds = dict(sounds or {})
         self._sounds: dict[str, Clip] = {}
+        self._speech_levels: dict[str, ClipLevel] = {}
         self._lock = threading.Lock()
 
     def __call__(self, cue: Cue) -> Clip:
@@ -155,9 +156,21 @@ class CueClips:
         return clip
 
     def level(self, cue: Cue) -> ClipLevel | None:
-        """The cue's clip level without reading its audio when the cache has it."""
+        """The cue's clip level without reading its audio when the cache has it.
+
+        Kept per text: a session says the same few hundred texts thousands of times, and one
+        level object each (not one per cue, read from disk each time) keeps a long session's
+        loudness prediction small."""
         if cue.kind == "speech":
-            return self.voice.level(cue.text or "")
+            text = cue.text or ""
+            with self._lock:
+                level = self._speech_levels.get(text)
+            if level is None:
+                level = self.voice.level(text)
+                if level is not None:
+                    with self._lock:
+                        self._speech_levels[text] = level
+            return level
         return self.sound(cue.sound or "").level
 
 

@@ -128,3 +128,42 @@ def test_several_pre_gains_share_one_analysis_and_each_holds_the_ceiling():
     assert all(true_peak_dbtp(y) <= -1.5 + 1e-3 for y in ys)
     single = limited(x * 10 ** (6 / 20), 44100, ceiling_dbtp=-1.5)
     np.testing.assert_allclose(ys[2], single, atol=1e-6)
+
+
+def test_the_k_weighting_filter_gives_scipys_bits_without_importing_scipy_signal():
+    import subprocess
+    import sys
+
+    # In a fresh process: does measuring loudness import scipy.signal (75 MB of RSS)?
+    code = ("import sys, numpy as np; from coach.audio.loudness import LoudnessMeter; "
+            "m = LoudnessMeter(44100, 2); m.add(np.random.default_rng(0).standard_normal((44100, 2)) * 0.1); "
+            "print('scipy.signal' in sys.modules, 'scipy.ndimage' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split() == [
+        "False", "False"]
+    from scipy.signal import sosfilt as scipy_sosfilt
+
+    from coach.audio.iir import sosfilt
+    from coach.audio.loudness import k_weighting_sos
+
+    rng = np.random.default_rng(5)
+    for rate in (8000, 22050, 44100, 48000):
+        sos = k_weighting_sos(rate)
+        x, zi = rng.standard_normal(10_000), rng.standard_normal((2, 2))
+        y, zf = sosfilt(sos, x, zi)
+        want_y, want_zf = scipy_sosfilt(sos, x, zi=zi)
+        assert np.array_equal(y, want_y) and np.array_equal(zf, want_zf)
+        assert np.array_equal(sosfilt(sos, x[::2].astype(np.float32)), scipy_sosfilt(sos, x[::2].astype(np.float32)))
+
+
+def test_the_limiters_sliding_minimum_is_scipy_ndimages():
+    from scipy.ndimage import minimum_filter1d
+
+    from coach.audio.limiter import _sliding_min
+
+    rng = np.random.default_rng(9)
+    for _ in range(500):
+        values = np.round(rng.random(int(rng.integers(0, 400))), int(rng.integers(1, 4)))
+        width = int(rng.integers(1, 120))
+        half = width // 2
+        want = minimum_filter1d(values, size=width, mode="nearest")[half : len(values) - (width - 1 - half)]
+        assert np.array_equal(_sliding_min(values, width), want)

@@ -203,5 +203,6 @@ def test_peak_memory_does_not_grow_with_the_session_length(tmp_path):
     long = peak_rss(7200.0, tmp_path / "long.flac", 8000)
     print(f"peak RSS: 10 min {short['rss_mb']:.0f} MB in {short['seconds']:.1f} s, "
           f"2 h {long['rss_mb']:.0f} MB in {long['seconds']:.1f} s")
-    # A 2-hour session held in memory would need 2 h * 8000 * 4 B = 230 MB for one float32 copy.
-    assert long["rss_mb"] < short["rss_mb"] + 40
+    # A 2-hour session held in memory would need 2 h * 8000 * 4 B = 230 MB for one float32 copy. The bound
+    # is the (within 10 MB of a 10-minute export); measured here: +3 MB (46 -> 49 MB).
+    assert long["rss_mb"] < short["rss_mb"] + 10

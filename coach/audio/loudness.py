@@ -100,7 +100,7 @@ class LoudnessMeter:
 
     def add(self, block: np.ndarray) -> None:
         """Feed the next frames, shaped (frames, channels)."""
-        from scipy.signal import sosfilt
+        from coach.audio.iir import sosfilt
 
         block = np.asarray(block, dtype=np.float64)
         if block.ndim != 2 or block.shape[1] != self.channels:

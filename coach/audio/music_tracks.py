@@ -215,7 +215,7 @@ def _why(exc: BaseException) -> str:
 
 def analyse(track: Track, sample_rate_hz: int) -> TrackAnalysis:
     """Decode the whole track once (streaming) and measure its length, loudness and step powers."""
-    from scipy.signal import sosfilt
+    from coach.audio.iir import sosfilt
 
     sos = k_weighting_sos(sample_rate_hz)
     zi = np.zeros((2, sos.shape[0], 2))

@@ -33,6 +33,8 @@ peaks 16-22 dB over it, so most long clips are limited by a few dB; at -16 LUFS 
 limited to it, once, when it is cached. Limiting takes up to about 1 LU off such a clip, which the master's
 gain gives back; this ceiling leaves that gain room under the master's (-1.5 dBTP), so for a speech session
 the master's limiter has nothing to do and no measuring render is needed before the first sample plays."""
+MAKE_UP_LU = 1.0
+"""A limited clip more than this under its target loudness is brought up once more (and limited again)."""
 EARCON_BELOW_SPEECH_LU = 3.0
 """An earcon's loudest 400 ms stays this far below the speech's loudness."""
 RING_S = 0.05
@@ -66,17 +68,32 @@ def analyse(samples: np.ndarray, sample_rate_hz: int) -> ClipLevel:
     step = max(1, int(round(PROFILE_STEP_S * sample_rate_hz)))
     if len(x) == 0 or not x.any():
         return ClipLevel(-math.inf, 0.0, np.zeros(0, np.float32))
-    padded = np.concatenate([x, np.zeros(int(RING_S * sample_rate_hz))])
-    weighted = sosfilt(k_weighting_sos(sample_rate_hz), padded) ** 2
+    # One K-weighting pass serves both: the 10 ms profile (with the filter's ring) and the integrated
+    # loudness as a meter would read the clip in silence (a short word still fills a 400 ms block).
+    ring = int(RING_S * sample_rate_hz)
+    tail = max(ring, int(BLOCK_S * sample_rate_hz))
+    power = sosfilt(k_weighting_sos(sample_rate_hz), np.concatenate([x, np.zeros(tail)])) ** 2
+    weighted = power[: len(x) + ring]
     steps = -(-len(weighted) // step)
     weighted = np.concatenate([weighted, np.zeros(steps * step - len(weighted))])
     energy = weighted.reshape(steps, step).mean(axis=1)
-    # Integrated loudness as a meter would read the clip in silence (a short word still fills a 400 ms block).
-    meter = LoudnessMeter(sample_rate_hz, 1)
-    meter.add(np.concatenate([x, np.zeros(int(BLOCK_S * sample_rate_hz))])[:, None])
     peak = TruePeakMeter(1)
     peak.add(x[:, None])
-    return ClipLevel(meter.integrated_lufs(), peak.finish(), energy.astype(np.float32))
+    return ClipLevel(_integrated_lufs(power, sample_rate_hz), peak.finish(), energy.astype(np.float32))
+
+
+def _integrated_lufs(power: np.ndarray, sample_rate_hz: int) -> float:
+    """What ``LoudnessMeter`` reads from mono K-weighted ``power``: 400 ms blocks of four 100 ms steps, gated."""
+    per_block = int(round(BLOCK_S / STEP_S))
+    edges = np.round(np.arange(len(power) / (STEP_S * sample_rate_hz) + 1) * STEP_S * sample_rate_hz).astype(np.int64)
+    edges = edges[edges <= len(power)]  # whole steps only, as the meter finishes them
+    if len(edges) < per_block + 1:
+        return -math.inf
+    total = np.concatenate([[0.0], np.cumsum(power)])
+    sums = total[edges[1:]] - total[edges[:-1]]
+    block_sums = np.convolve(sums, np.ones(per_block), mode="valid")
+    block_frames = edges[per_block:] - edges[:-per_block]
+    return gated_lufs(block_sums / block_frames)
 
 
 def leveled(clip: Clip, gain_db: float = 0.0) -> Clip:
@@ -96,15 +113,30 @@ def normalize_speech(clip: Clip, target_lufs: float = SPEECH_LUFS, ceiling_dbtp:
     level = clip.level or analyse(clip.samples, clip.sample_rate_hz)
     if not math.isfinite(level.loudness_lufs):
         return Clip(clip.samples, clip.sample_rate_hz, level=level)
-    gain = 10 ** (min(30.0, target_lufs - level.loudness_lufs) / 20)
-    samples = clip.samples.astype(np.float64) * gain
     ceiling = 10 ** (ceiling_dbtp / 20)
-    if level.true_peak * gain > ceiling:
+    source = clip.samples.astype(np.float64)
+    gain_db = min(30.0, target_lufs - level.loudness_lufs)
+    for round_ in range(2):
+        gain = 10 ** (gain_db / 20)
+        samples = source * gain
+        if level.true_peak * gain <= ceiling:
+            # Only scaled: its level is the original's, scaled (the filter is linear), no second analysis.
+            samples = samples.astype(np.float32)
+            made = ClipLevel(level.loudness_lufs + gain_db, level.true_peak * gain,
+                             level.energy.astype(np.float64) * gain * gain)
+            break
         from coach.audio.limiter import limit_blocks
 
         samples = np.concatenate(list(limit_blocks([samples[:, None]], clip.sample_rate_hz, 1, ceiling_dbtp)))[:, 0]
-    samples = samples.astype(np.float32)
-    return Clip(samples, clip.sample_rate_hz, level=analyse(samples, clip.sample_rate_hz))
+        samples = samples.astype(np.float32)
+        made = analyse(samples, clip.sample_rate_hz)
+        short = target_lufs - made.loudness_lufs
+        # A short, peaky word can lose a few LU to the limiter: give it back once, so every cue
+        # sits within about MAKE_UP_LU of the others (most clips lose less and need no second round).
+        if round_ or not math.isfinite(short) or short <= MAKE_UP_LU or gain_db >= 30.0:
+            break
+        gain_db = min(30.0, gain_db + short)
+    return Clip(samples, clip.sample_rate_hz, level=made)
 
 
 def balance_earcon(clip: Clip, speech_lufs: float = SPEECH_LUFS) -> Clip:

@@ -23,7 +23,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from coach.audio.clip import Clip
-from coach.audio.level import CLIP_CEILING_DBTP, SPEECH_LUFS, ClipLevel, normalize_speech
+from coach.audio.level import CLIP_CEILING_DBTP, MAKE_UP_LU, SPEECH_LUFS, ClipLevel, normalize_speech
 from coach.timeline import VoiceSpec
 from coach.voice.cache import CacheStats, ClipCache, cache_key
 from coach.voice.engine import SpeechEngine
@@ -33,8 +33,9 @@ from coach.voice.trim import DEFAULT_TRIM, TrimSettings, trim_silence
 
 Progress = Callable[[int, int], None]
 
-MEMORY_LIMIT_FRAMES = 4_000_000
-"""Clips kept in memory when a disk cache backs them (~16 MB, ~3 min of speech at 22050 Hz)."""
+MEMORY_LIMIT_FRAMES = 2_000_000
+"""Clips kept in memory when a disk cache backs them (~8 MB, ~90 s of speech at 22050 Hz): a long
+session reads the rest back from the disk cache as it goes, so its memory stays that of a short one."""
 
 
 class Voice:
@@ -83,6 +84,7 @@ class Voice:
                 "trim": self.trim.key(),
                 "speech_lufs": SPEECH_LUFS,
                 "ceiling_dbtp": CLIP_CEILING_DBTP,
+                "make_up_lu": MAKE_UP_LU,
             }
         )
 

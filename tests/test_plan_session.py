@@ -147,7 +147,7 @@ def test_reps_follow_the_tempo_with_movement_cues_counts_and_a_last_one(lower_ba
         hinge = "Hinge, last one." if rep == 7 else "Hinge."  # the last rep says so, on its first movement
         assert rep_start <= cues[hinge] <= rep_start + 400  # after the start sound on the first rep
         assert cues["Stretch."] == rep_start + 3000
-        assert cues["Squeeze up."] == rep_start + 4000
+        assert cues["Squeeze to stand up."] == rep_start + 4000
     counts = [c for c in work if c.text in ("One.", "Two.", "Three.", "Four.", "Five.", "Six.", "Seven.", "Eight.")]
     assert [c.rep for c in counts] == [1, 2, 3, 4, 5, 6, 7, 8]
     for c in counts:

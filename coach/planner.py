@@ -19,7 +19,7 @@ from typing import Any
 
 from coach.errors import UsageError
 from coach.model import LEVELS, SIDE_WORDS, Dose, Exercise, Routine, step_at, step_text
-from coach.schedule import FOREVER_MS, Builder, Meta, Want, Window, number_words
+from coach.schedule import FOREVER_MS, Builder, Meta, Want, Window, countdown_word, number_words
 from coach.timeline import Chapter, Cue, Timeline, VoiceSpec
 from coach.voice.engine import estimate_speech_s  # the estimate engine's own formula: one source of truth
 
@@ -424,8 +424,7 @@ class _Session:
         for n in range(self.s.countdown_s, 0, -1):
             at = hold_ms - n * 1000
             if at >= 0 and not self.b.countdown_ticks:
-                wants.append(Want(at, at + 1000, 0, RANK_RELEASE_NUMBERS, "work", meta, (number_words(n).capitalize()
-                                                                                          + ".",)))
+                wants.append(Want(at, at + 1000, 0, RANK_RELEASE_NUMBERS, "work", meta, (countdown_word(n),)))
         return hold_ms
 
     def rest_ms(self, seconds: float) -> int:

@@ -45,7 +45,8 @@ def number_words(n: int) -> str:
 
 
 def countdown_word(n: int) -> str:
-    return number_words(n).capitalize() + "."
+    """A countdown number as it is called out: 3 -> "Three!" (Joe lets a bare "Two." fade out; "Two!" keeps its level)."""
+    return number_words(n).capitalize() + "!"
 
 
 @dataclass(slots=True)

@@ -8,7 +8,10 @@ WER = errors / reference words, summed over cues (a chapter's WER weighs each
 cue by its length). Numbers are compared as words ("4" is "four"), case and
 punctuation are ignored, hyphens split words ("Bird-Dog" is "bird dog") and
 curly apostrophes are straight ones (the recognizer's dictionary spells
-"you're").
+"you're"). A compound spelled open or closed is one spelling: where the
+recognizer writes "door frame" for the cue's "doorframe" (or "tailbone" for
+"tail bone"), ``match_compounds`` spells the hypothesis as the reference does
+before counting; the reference itself is never changed.
 """
 
 from __future__ import annotations
@@ -50,6 +53,28 @@ def reference_words(cue_text: str) -> list[str]:
     from coach.voice.normalize import normalize_for_speech
 
     return words(normalize_for_speech(cue_text))
+
+
+def match_compounds(reference: list[str], hypothesis: list[str]) -> list[str]:
+    """``hypothesis`` with compounds spelled as in ``reference``: two heard words whose concatenation is a
+    reference word are joined ("door frame" -> "doorframe"), a heard word that is two adjacent reference
+    words run together is split ("tailbone" -> "tail bone"). Each part has two letters or more: "a t" is not
+    a compound of "at". Nothing else changes.
+    """
+    closed = {w for w in reference if len(w) >= 4}
+    open_pairs = {a + b: (a, b) for a, b in zip(reference, reference[1:]) if len(a) >= 2 and len(b) >= 2}
+    out: list[str] = []
+    i = 0
+    while i < len(hypothesis):
+        word = hypothesis[i]
+        if (i + 1 < len(hypothesis) and word not in closed and len(word) >= 2 and len(hypothesis[i + 1]) >= 2
+                and word + hypothesis[i + 1] in closed):
+            out.append(word + hypothesis[i + 1])
+            i += 2
+            continue
+        out.extend(open_pairs[word] if word not in closed and word in open_pairs else (word,))
+        i += 1
+    return out
 
 
 def word_errors(reference: list[str], hypothesis: list[str]) -> int:

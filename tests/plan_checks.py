@@ -10,6 +10,7 @@ import re
 
 from coach.model import Exercise, Routine
 from coach.planner import PlanSettings, find_exercise, number_words
+from coach.schedule import countdown_word
 from coach.timeline import Cue, Timeline
 
 
@@ -94,7 +95,7 @@ def check_timeline(t: Timeline, routine: Routine, settings: PlanSettings) -> Non
             c = by_start.get(ws - n * 1000)
             assert c is not None and c.phase == "countdown", f"no countdown {n} at {ws - n * 1000} ms before {run}"
             if c.kind == "speech":
-                assert c.text == number_words(n).capitalize() + ".", c
+                assert c.text == countdown_word(n), c
                 assert ms(c.end_s) <= ws - (n - 1) * 1000, f"{c} runs into the next beat"
             else:
                 assert c.sound == "tick", c

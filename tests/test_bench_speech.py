@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 
-from speech_wer import number_words, reference_words, wer, word_errors, words  # noqa: E402
+from speech_wer import match_compounds, number_words, reference_words, wer, word_errors, words  # noqa: E402
 
 
 def test_numbers_are_compared_as_the_words_a_recognizer_writes():
@@ -38,3 +38,14 @@ def test_substitutions_deletions_and_insertions_each_count_one():
     assert word_errors([], ["noise"]) == 1
     assert wer(word_errors(ref, "all it there for five".split()), len(ref)) == pytest.approx(2 / 6)
     assert wer(0, 0) == 0.0
+
+
+def test_a_compound_written_open_or_closed_is_spelled_as_the_cue_spells_it():
+    ref = words("a pull-up bar to your doorframe, head, mid back and tailbone")
+    assert match_compounds(ref, "a pull up bar to your door frame".split())[-1] == "doorframe"
+    assert match_compounds(ref, "mid back and tail bone".split())[-1] == "tailbone"
+    assert match_compounds(ref, "a pullup bar".split()) == ["a", "pull", "up", "bar"]
+    # Only compounds of the cue, of real words: the reference is never touched, "a t" is not "at".
+    assert match_compounds(words("a T-spine"), ["at", "spine"]) == ["at", "spine"]
+    assert match_compounds(ref, "door frames".split()) == ["door", "frames"]
+    assert match_compounds(ref, ref) == ref

@@ -63,7 +63,7 @@ def test_real_speech_plans_a_valid_session_with_clean_json_on_stdout(coach, tmp_
     path.write_text(result.stdout, encoding="utf-8")
     timeline = read_script(path)
     check_timeline(timeline, load_routine("lower-back"), PlanSettings(level="easier", voice=timeline.voice))
-    three = next(c for c in timeline.speech if c.text == "Three.")
+    three = next(c for c in timeline.speech if c.text == "Three!")
     assert 0.2 < three.end_s - three.start_s < 0.6  # measured trimmed speech, not an estimate of a word
 
 
@@ -112,8 +112,8 @@ def test_settings_reach_the_plan(coach):
     data = json.loads(result.stdout)
     assert data["level"] == "harder" and data["voice"]["rate_wpm"] == 200
     assert [c["title"] for c in data["chapters"]] == ["Introduction", "Barbell Good Morning", "Child's Pose", "Finish"]
-    assert [c["text"] for c in data["cues"] if c["phase"] == "countdown"][:5] == ["Five.", "Four.", "Three.", "Two.",
-                                                                                   "One."]
+    assert [c["text"] for c in data["cues"] if c["phase"] == "countdown"][:5] == ["Five!", "Four!", "Three!", "Two!",
+                                                                                   "One!"]
 
 
 def test_a_routine_file_can_be_planned(coach, tmp_path):

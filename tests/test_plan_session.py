@@ -147,7 +147,7 @@ def test_reps_follow_the_tempo_with_movement_cues_counts_and_a_last_one(lower_ba
         hinge = "Hinge, last one." if rep == 7 else "Hinge."  # the last rep says so, on its first movement
         assert rep_start <= cues[hinge] <= rep_start + 400  # after the start sound on the first rep
         assert cues["Stretch."] == rep_start + 3000
-        assert cues["Squeeze up."] == rep_start + 4000
+        assert cues["Squeeze to stand up."] == rep_start + 4000
     counts = [c for c in work if c.text in ("One.", "Two.", "Three.", "Four.", "Five.", "Six.", "Seven.", "Eight.")]
     assert [c.rep for c in counts] == [1, 2, 3, 4, 5, 6, 7, 8]
     for c in counts:
@@ -179,7 +179,7 @@ def test_sides_are_announced_and_switched_with_time_to_reposition(lower_back):
     assert switch.end_s <= ending.start_s < said.start_s, "the step that ends the first side comes at the switch"
     assert switch.end_s <= said.start_s < left.start_s
     assert left.start_s - switch.start_s >= 10  # the routine's switch_s
-    assert [c.text for c in t.cues if c.phase == "countdown" and c.side == "left"] == ["Three.", "Two.", "One."]
+    assert [c.text for c in t.cues if c.phase == "countdown" and c.side == "left"] == ["Three!", "Two!", "One!"]
 
 
 def test_holds_call_their_length_halfway_ten_seconds_left_and_count_down_to_the_release(lower_back):
@@ -190,7 +190,7 @@ def test_holds_call_their_length_halfway_ten_seconds_left_and_count_down_to_the_
     assert 0 < hold["Hold for 45 seconds."] < 1.5
     assert 22.5 <= hold["Halfway."] <= 24
     assert 35 <= hold["Ten seconds left."] <= 36
-    assert (hold["Three."], hold["Two."], hold["One."]) == pytest.approx((42, 43, 44), abs=1e-6)
+    assert (hold["Three!"], hold["Two!"], hold["One!"]) == pytest.approx((42, 43, 44), abs=1e-6)
     release = next(c for c in t.speech if c.text.startswith("Release") and c.set == 1)
     assert ws + 45 <= release.start_s < ws + 46
     assert release.text == "Release, and come back onto your hands and knees."  # says where to
@@ -230,7 +230,7 @@ def test_rests_say_their_length_what_comes_next_a_warning_and_the_countdown(lowe
     assert rest[0].sound == "rest" and rest[0].start_s == pytest.approx(end_of_set_1, abs=1e-6)
     assert said[0] == "Rest for 30 seconds."
     assert "Next up: Bird-Dog, set 2 of 2." in said
-    assert said[-4:] == ["Get ready.", "Three.", "Two.", "One."]
+    assert said[-4:] == ["Get ready.", "Three!", "Two!", "One!"]
     assert start_sounds(t, "bird-dog")[1].start_s == pytest.approx(end_of_set_1 + 30, abs=1e-6)
     between = [c.text for c in t.speech if c.phase == "rest" and c.exercise == "bird-dog" and c.set == 2]
     assert "Next up: exercise 3 of 4, Dumbbell Good Morning, standing, feet hip-width apart, the dumbbell at your " \
@@ -362,7 +362,7 @@ def test_rest_scale_and_pace_stretch_rests_and_reps_exactly(lower_back):
 def test_the_countdown_length_is_a_setting(lower_back, countdown):
     t = planned(lower_back, countdown_s=countdown)
     words = [c.text for c in t.cues if c.phase == "countdown"][:countdown]
-    assert words == ["Five.", "Four.", "Three.", "Two.", "One."][5 - countdown:]
+    assert words == ["Five!", "Four!", "Three!", "Two!", "One!"][5 - countdown:]
     assert sum(c.phase == "countdown" for c in t.cues) == countdown * len(start_sounds(t))
 
 

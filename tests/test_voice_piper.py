@@ -122,7 +122,7 @@ def test_the_same_text_has_the_same_length_every_time():
 @needs_piper
 def test_countdown_numbers_fit_inside_their_second():
     with joe() as voice:
-        for word in ("Three.", "Two.", "One.", "Go."):
+        for word in ("Three!", "Two!", "One!", "Go."):
             assert 0.15 < voice.measure_s(word) < 0.8, word
 
 
@@ -288,7 +288,7 @@ def test_a_plan_with_piper_keeps_every_timing_rule_and_counts_down_aloud(cache_d
         assert voice.synthesized > 50  # measured in real Piper speech, not estimated
     assert timeline.voice.engine == "piper" and timeline.voice.voice == JOE
     check_timeline(timeline, routine, settings)
-    assert any(c.kind == "speech" and c.phase == "countdown" and c.text == "Three." for c in timeline.cues)
+    assert any(c.kind == "speech" and c.phase == "countdown" and c.text == "Three!" for c in timeline.cues)
     assert not any("countdown" in d["text"] for d in timeline.dropped)
 
 

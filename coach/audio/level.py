@@ -58,8 +58,11 @@ class ClipLevel:
         object.__setattr__(self, "energy", energy)
 
 
-def analyse(samples: np.ndarray, sample_rate_hz: int) -> ClipLevel:
-    """The level of mono ``samples``, as if silence surrounded them."""
+def analyse(samples: np.ndarray, sample_rate_hz: int, true_peak: float | None = None) -> ClipLevel:
+    """The level of mono ``samples``, as if silence surrounded them.
+
+    ``true_peak``, when the caller knows it (a limiter's output), is taken instead of measured.
+    """
     from coach.audio.iir import sosfilt
 
     from coach.audio.loudness import TruePeakMeter
@@ -77,9 +80,11 @@ def analyse(samples: np.ndarray, sample_rate_hz: int) -> ClipLevel:
     steps = -(-len(weighted) // step)
     weighted = np.concatenate([weighted, np.zeros(steps * step - len(weighted))])
     energy = weighted.reshape(steps, step).mean(axis=1)
-    peak = TruePeakMeter(1)
-    peak.add(x[:, None])
-    return ClipLevel(_integrated_lufs(power, sample_rate_hz), peak.finish(), energy.astype(np.float32))
+    if true_peak is None:
+        peak = TruePeakMeter(1)
+        peak.add(x[:, None])
+        true_peak = peak.finish()
+    return ClipLevel(_integrated_lufs(power, sample_rate_hz), true_peak, energy.astype(np.float32))
 
 
 def _integrated_lufs(power: np.ndarray, sample_rate_hz: int) -> float:
@@ -125,11 +130,12 @@ def normalize_speech(clip: Clip, target_lufs: float = SPEECH_LUFS, ceiling_dbtp:
             made = ClipLevel(level.loudness_lufs + gain_db, level.true_peak * gain,
                              level.energy.astype(np.float64) * gain * gain)
             break
-        from coach.audio.limiter import limit_blocks
+        from coach.audio.limiter import Limiter
 
-        samples = np.concatenate(list(limit_blocks([samples[:, None]], clip.sample_rate_hz, 1, ceiling_dbtp)))[:, 0]
-        samples = samples.astype(np.float32)
-        made = analyse(samples, clip.sample_rate_hz)
+        limiter = Limiter(clip.sample_rate_hz, 1, ceiling_dbtp)
+        samples = np.concatenate([limiter.process(samples[:, None]), limiter.flush()])[:, 0].astype(np.float32)
+        # The limiter knows the true peak it let through (at most the ceiling): no second measurement.
+        made = analyse(samples, clip.sample_rate_hz, true_peak=limiter.peak_out)
         short = target_lufs - made.loudness_lufs
         # A short, peaky word can lose a few LU to the limiter: give it back once, so every cue
         # sits within about MAKE_UP_LU of the others (most clips lose less and need no second round).

@@ -167,3 +167,22 @@ def test_the_limiters_sliding_minimum_is_scipy_ndimages():
         half = width // 2
         want = minimum_filter1d(values, size=width, mode="nearest")[half : len(values) - (width - 1 - half)]
         assert np.array_equal(_sliding_min(values, width), want)
+
+
+@pytest.mark.parametrize("kind", ["noise", "short", "square", "clicks", "silence", "speech-like"])
+def test_the_sparse_true_peak_reads_what_the_meter_reads(kind):
+    """`true_peak` interpolates only near the loudest samples; it must agree with the streaming meter."""
+    from coach.audio.loudness import TruePeakMeter, true_peak
+
+    rng = np.random.default_rng(7)
+    x = {
+        "noise": rng.standard_normal(20000) * 0.2,
+        "short": np.array([0.0, 0.9, -0.9, 0.0]),
+        "square": np.sign(np.sin(np.arange(5000) * 0.9)) * 0.5,  # every sample at the peak
+        "clicks": np.where(rng.random(30000) < 0.001, 0.8, 0.0) * rng.choice([-1, 1], 30000),
+        "silence": np.zeros(1000),
+        "speech-like": np.sin(np.arange(40000) * 0.05) * np.sin(np.arange(40000) * 0.0011) ** 8 * 0.7,
+    }[kind]
+    meter = TruePeakMeter(1)
+    meter.add(x[:, None])
+    assert true_peak(x) == pytest.approx(meter.finish(), rel=1e-12, abs=1e-15)

@@ -65,7 +65,7 @@ def analyse(samples: np.ndarray, sample_rate_hz: int, true_peak: float | None = 
     """
     from coach.audio.iir import sosfilt
 
-    from coach.audio.loudness import TruePeakMeter
+    from coach.audio.loudness import true_peak as measure_true_peak
 
     x = np.asarray(samples, dtype=np.float64)
     step = max(1, int(round(PROFILE_STEP_S * sample_rate_hz)))
@@ -81,9 +81,7 @@ def analyse(samples: np.ndarray, sample_rate_hz: int, true_peak: float | None = 
     weighted = np.concatenate([weighted, np.zeros(steps * step - len(weighted))])
     energy = weighted.reshape(steps, step).mean(axis=1)
     if true_peak is None:
-        peak = TruePeakMeter(1)
-        peak.add(x[:, None])
-        true_peak = peak.finish()
+        true_peak = measure_true_peak(x)
     return ClipLevel(_integrated_lufs(power, sample_rate_hz), true_peak, energy.astype(np.float32))
 
 

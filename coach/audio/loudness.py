@@ -254,6 +254,46 @@ class TruePeakMeter:
         return 20 * math.log10(self.peak) if self.peak > 0 else -math.inf
 
 
+def true_peak(samples: np.ndarray) -> float:
+    """What ``TruePeakMeter`` reads from mono ``samples`` surrounded by silence (linear), faster.
+
+    The 4x-interpolated signal at a point is a sum over the FIR's window, so it is at most
+    the filter's largest phase sum |h| times the window's largest sample: where that stays
+    under the sample peak, no point between samples can pass it. Only the points whose
+    window holds a sample within that factor of the peak are interpolated (for speech a
+    few percent of them), in pieces so that memory stays small.
+    """
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    x = np.asarray(samples, dtype=np.float64).ravel()
+    level = np.abs(x)
+    if not len(x) or not level.any():
+        return 0.0
+    phases = _phases()
+    taps = phases.shape[1]
+    peak = float(level.max())
+    gain = float(np.abs(phases).sum(axis=1).max())
+    # In padded coordinates point m (the points between m and m+1) reads samples m+D-taps+1 .. m+D.
+    pad = taps + _FIR_DELAY
+    padded = np.concatenate([np.zeros(pad), x, np.zeros(pad)])
+    hot = np.zeros(len(padded) + 1, dtype=np.int64)
+    hot[pad + 1 : pad + 1 + len(x)] = level * gain >= peak
+    count = np.cumsum(hot)  # count[i]: hot samples before padded index i
+    m = np.arange(taps - 1 - _FIR_DELAY, len(padded) - _FIR_DELAY)  # points whose window lies inside
+    points = m[count[m + _FIR_DELAY + 1] - count[m + _FIR_DELAY - taps + 1] > 0]
+    windows = sliding_window_view(padded, taps)
+    reversed_phases = phases[:, ::-1].T  # (taps, 4): y_p(m) = window(m) . reversed phase p
+    for start in range(0, len(points), TRUE_PEAK_PIECE):
+        chunk = points[start : start + TRUE_PEAK_PIECE]
+        interpolated = windows[chunk + _FIR_DELAY - taps + 1] @ reversed_phases
+        peak = max(peak, float(np.abs(interpolated).max()))
+    return peak
+
+
+TRUE_PEAK_PIECE = 4096
+"""Interpolation points computed at once by ``true_peak`` (4096 x taps floats: 3 MB)."""
+
+
 def true_peak_dbtp(samples: np.ndarray) -> float:
     """True peak of a whole array shaped (frames,) or (frames, channels), in dBTP."""
     samples = np.asarray(samples, dtype=np.float64)

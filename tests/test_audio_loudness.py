@@ -186,3 +186,20 @@ def test_the_sparse_true_peak_reads_what_the_meter_reads(kind):
     meter = TruePeakMeter(1)
     meter.add(x[:, None])
     assert true_peak(x) == pytest.approx(meter.finish(), rel=1e-12, abs=1e-15)
+
+
+@pytest.mark.parametrize("threshold", [0.05, 0.3, 0.6, 0.9, 2.0])
+def test_the_envelope_near_a_threshold_is_exact_where_it_can_reach_it(threshold):
+    """What the limiter analyses: the exact envelope wherever it reaches the threshold, a lower one elsewhere."""
+    from coach.audio.loudness import context_frames, peak_envelope, peak_envelope_near
+
+    rng = np.random.default_rng(3)
+    n = 30000
+    x = rng.standard_normal(n) * 0.15 * np.sin(np.arange(n) * 0.0007) ** 4  # loud bursts and quiet gaps
+    x[5000:5004] = [0.95, -0.95, 0.95, -0.95]
+    c = context_frames()
+    x[:c] = x[-c:] = 0.0
+    dense, near = peak_envelope(x), peak_envelope_near(x, threshold)
+    reaches = dense >= threshold
+    assert np.array_equal(near[reaches], dense[reaches])
+    assert (near[~reaches] < threshold).all() and (near <= dense).all()

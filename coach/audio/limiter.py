@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from coach.audio.loudness import _identical_channels, context_frames, peak_envelope
+from coach.audio.loudness import _identical_channels, _phases, context_frames, peak_envelope_near
 
 
 class Limiter:
@@ -151,8 +151,13 @@ class Limiter:
                 continue
             if env is None:
                 chans = [0] if _identical_channels(segment) else range(self.channels)
-                env = np.max([peak_envelope(segment[:, ch]) for ch in chans], axis=0)
+                # Exact only where some stage could need gain: below that a stage leaves it at 1.
+                threshold = self.ceiling / max(st.pre_gain for st in self._stages)
+                env = np.max([peak_envelope_near(segment[:, ch], threshold) for ch in chans], axis=0)
                 env_peak = float(env.max())
+                if env_peak < threshold:
+                    # Nowhere near: the true peak is under the threshold, and under |h| times the samples'.
+                    env_peak = min(threshold, peak * _phase_gain())
                 self.analysed_frames += ready
             if stage is first:
                 self.peak_out = max(self.peak_out, min(self.ceiling, env_peak * stage.pre_gain))
@@ -162,6 +167,11 @@ class Limiter:
             gain = stage.gains(env, ready, back + look + 1)
             outs.append((x * (gain * stage.pre_gain)[:, None]).astype(np.float32))
         return outs
+
+
+def _phase_gain() -> float:
+    """The interpolation filter's largest phase sum |h|: no interpolated point exceeds it times its samples."""
+    return float(np.abs(_phases()).sum(axis=1).max())
 
 
 class _GainStage:

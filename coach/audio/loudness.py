@@ -219,6 +219,46 @@ def peak_envelope(x: np.ndarray) -> np.ndarray:
     return env
 
 
+def peak_envelope_near(x: np.ndarray, threshold: float) -> np.ndarray:
+    """``peak_envelope(x)`` wherever it can reach ``threshold``; elsewhere the samples' own level.
+
+    A point's interpolated value is at most the filter's largest phase sum |h| times the
+    largest sample in its window, so only the points whose window holds a sample at or
+    above ``threshold / |h|`` can reach the threshold: those get the exact envelope (the
+    same numbers as ``peak_envelope``), the others ``|x|``, which is below the threshold
+    too (a limiter needs no gain there either way).
+    """
+    phases = _phases()
+    taps = phases.shape[1]
+    c = context_frames()
+    n_out = max(0, len(x) - 2 * c)
+    level = np.abs(x)
+    env = level[c : c + n_out].copy()
+    if n_out == 0:
+        return env
+    gain = float(np.abs(phases).sum(axis=1).max())
+    hot = level * gain >= threshold
+    if not hot.any():
+        return env
+    # Output n reads x[first + n : first + n + taps].
+    first = c + _FIR_DELAY - (taps - 1)
+    count = np.concatenate([[0], np.cumsum(hot)])
+    n = np.arange(n_out)
+    near = count[np.minimum(len(x), first + n + taps)] - count[np.maximum(0, first + n)] > 0
+    edges = np.flatnonzero(np.diff(np.concatenate([[False], near, [False]]).astype(np.int8)))
+    runs = edges.reshape(-1, 2)
+    # Runs a few samples apart are computed as one (fewer, longer convolutions).
+    merged: list[list[int]] = []
+    for lo, hi in runs:
+        if merged and lo - merged[-1][1] < 2 * taps:
+            merged[-1][1] = int(hi)
+        else:
+            merged.append([int(lo), int(hi)])
+    for lo, hi in merged:
+        env[lo:hi] = peak_envelope(x[lo : hi + 2 * c])
+    return env
+
+
 def context_frames() -> int:
     """Samples of context ``peak_envelope`` needs on each side of the samples it describes."""
     return _phases().shape[1]

@@ -71,9 +71,14 @@ def coach_live(session: PreparedSession, sink: Any, inbox: Inbox, *, held: Any =
                                              position_s=start_s, step=step)
     clock = MonotonicClock()
 
+    parts = session.later_parts()
+    playing_last = [not parts]  # whether the part playing is the whole session (set at each hand-over)
+
     def status(st: Status) -> None:
         if st.duration_s < session.duration_s:  # the intro of an early start: count the whole session
             st = replace(st, duration_s=session.duration_s)
+        if st.event == "finish" and not playing_last[0]:
+            st = replace(st, event="tick")  # the end of a part is not the end of the session
         if on_status is not None:
             on_status(st)
         saver(st)
@@ -97,11 +102,12 @@ def coach_live(session: PreparedSession, sink: Any, inbox: Inbox, *, held: Any =
         outcome = player.run(start_s, device_awake=awake)
         # With an early start only the start was ready: carry on with each later part, planned meanwhile
         # (the rest of the introduction, then the whole session), from where the one before ended.
-        for part in session.later_parts() if outcome.finished else []:
+        for part in parts if outcome.finished else []:
             handover_s = timeline.duration_s
             if not part.done() and on_rest is not None:
                 on_rest()
             timeline = part.result()
+            playing_last[0] = part is session.rest
             if part is session.rest:
                 session.duration_s = timeline.duration_s
             smap = SessionMap(timeline)

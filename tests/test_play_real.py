@@ -644,6 +644,9 @@ def test_a_long_intro_starts_with_its_first_cues_then_the_rest_of_it_then_the_wh
     result = coach("play", str(routine), env={**env, "COACH_CACHE_DIR": str(cold)}, timeout_s=120)
     assert result.returncode == 0, result.stderr
     assert "session finished" in result.stderr and "Traceback" not in result.stderr
+    # The status line says "finish" once, at the end: not at the end of each part.
+    finishes = [line for line in result.stderr.splitlines() if line.startswith("finish ·")]
+    assert len(finishes) <= 1 and all("0:00 left in session" in line for line in finishes), finishes
 
     # The same preparation on the clips the run cached: what it played, part by part.
     monkeypatch.setenv("COACH_CACHE_DIR", str(cold))

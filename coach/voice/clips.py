@@ -135,8 +135,10 @@ class Voice:
     def is_ready(self, text: str) -> bool:
         """Whether the clip of ``text`` needs no synthesis (in memory or in the disk cache, or no speech)."""
         spoken = normalize_for_speech(text)
-        if not spoken or not self.engine.exact:
-            return True
+        return not spoken or not self.engine.exact or self._ready(spoken)
+
+    def _ready(self, spoken: str) -> bool:
+        """In memory, or on disk (checked in full when used: no need to read the audio now)."""
         if self._recall(spoken) is not None:
             return True
         return self.cache is not None and self.cache.duration_s(self.key_for(spoken)) is not None
@@ -158,13 +160,10 @@ class Voice:
         done = 0
         missing: list[str] = []
         for spoken in spoken_texts:
-            if self._recall(spoken) is not None:
-                done += 1
-            elif self.cache is not None and self.cache.duration_s(self.key_for(spoken)) is not None:
-                done += 1  # on disk (checked in full when used): no need to read the audio now
-            else:
+            if not self._ready(spoken):
                 missing.append(spoken)
                 continue
+            done += 1
             if progress:
                 progress(done, total)
         workers = min(self.engine.parallelism, len(missing))

@@ -272,8 +272,9 @@ def find_piper_voice(voice: str) -> PiperVoiceFile:
 
 # -- the model's hash -------------------------------------------------------------
 
-_digests: dict[tuple[str, int, int], str] = {}
 _digests_lock = threading.Lock()
+_stored: dict[str, str] | None = None
+"""Known digests by "mtime_ns:size:path", read from the digests file once per process."""
 
 
 def file_digest(path: Path) -> str:
@@ -284,12 +285,9 @@ def file_digest(path: Path) -> str:
     (a lost or unreadable file only means hashing again).
     """
     stat = path.stat()
-    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
-    name = f"{key[1]}:{key[2]}:{key[0]}"
+    name = f"{stat.st_mtime_ns}:{stat.st_size}:{path.resolve()}"
     with _digests_lock:
-        known = _digests.get(key)
-        if known is None:
-            known = _stored_digests().get(name)
+        known = _stored_digests().get(name)
     if known is not None:
         return known
     digest = hashlib.sha256()
@@ -297,14 +295,10 @@ def file_digest(path: Path) -> str:
         while chunk := f.read(1 << 20):
             digest.update(chunk)
     with _digests_lock:
-        _digests[key] = digest.hexdigest()
         stored = _stored_digests()
-        stored[name] = _digests[key]
+        stored[name] = digest.hexdigest()
         _store_digests(stored)
-    return _digests[key]
-
-
-_stored: dict[str, str] | None = None
+    return stored[name]
 
 
 def _digests_file() -> Path:

@@ -122,6 +122,43 @@ def test_an_unwritable_cache_only_costs_speed(tmp_path, monkeypatch):
     assert v.stats.writes == 0 and len(v.stats.write_errors) == 1
 
 
+def test_a_take_another_process_cached_first_is_the_one_used(cache_dir, monkeypatch):
+    """Two takes of one text differ by milliseconds: a process that loses the race adopts the winner's.
+
+    Two plans racing to fill one cache otherwise measure different takes and can plan a rest's
+    optional cue in one and not in the other (seen in CI)."""
+    other = open_voice(VoiceSpec(engine="pyttsx3"), use_cache=False).clip("Hold it there")
+    winner = Clip(np.concatenate([other.samples, np.zeros(441, np.float32)]), other.sample_rate_hz, other.level)
+    v = open_voice(VoiceSpec(engine="pyttsx3"))
+    key = v.key_for("Hold it there")
+    real = v.engine.synthesize
+
+    def synthesize_while_another_process_finishes_first(text: str) -> Clip:
+        clip = real(text)
+        ClipCache(cache_dir).put(key, winner)
+        return clip
+
+    monkeypatch.setattr(v.engine, "synthesize", synthesize_while_another_process_finishes_first)
+    assert v.measure_s("Hold it there") == winner.duration_s
+    np.testing.assert_array_equal(v.clip("Hold it there").samples, winner.samples)
+    assert decode_entry(entries(cache_dir)[0].read_bytes()).duration_s == winner.duration_s
+    assert v.synthesized == 1 and v.stats.writes == 0 and len(entries(cache_dir)) == 1
+
+
+def test_keep_stores_the_first_whole_entry_and_replaces_a_corrupt_one(tmp_path):
+    cache = ClipCache(tmp_path / "voice")
+    key = "cd" + "0" * 62
+    first, second = (Clip(np.full(n, 0.1, np.float32), 22050) for n in (100, 200))
+    assert cache.keep(key, first).duration_s == first.duration_s
+    assert cache.keep(key, second).duration_s == first.duration_s  # the first take stays
+    path = cache.path_for(key)
+    path.write_bytes(path.read_bytes()[:-10])  # truncated
+    assert cache.keep(key, second).duration_s == second.duration_s
+    assert decode_entry(path.read_bytes()).duration_s == second.duration_s
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left
+    assert cache.stats.writes == 2
+
+
 def test_prefetch_fills_the_cache_and_reports_progress(cache_dir):
     texts = [f"Exercise {name}" for name in "ABCDEFGHIJ"] + ["Exercise A", "   "]
     v = open_voice(VoiceSpec(engine="pyttsx3"))

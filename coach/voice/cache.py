@@ -8,6 +8,10 @@ temporary file in the same folder and renamed into place (``os.replace`` is
 atomic): a reader sees a whole old entry or a whole new one, never a mix,
 and two processes writing the same entry both leave a valid file.
 
+Speech is stored first-writer-wins (``ClipCache.keep``): two takes of one text
+differ by a few milliseconds, so processes racing to fill one cache all use the
+take that stays in it, and plan and play the same session.
+
 The folder is ``platformdirs.user_cache_dir("coach")/voice``, or
 ``$COACH_CACHE_DIR/voice`` when that variable is set (tests use it).
 """
@@ -212,6 +216,53 @@ class ClipCache:
     def level(self, key: str) -> ClipLevel | None:
         """The cached clip's level from the entry alone (see ``header_level``), None if absent."""
         return header_level(self.path_for(key))
+
+    def keep(self, key: str, clip: Clip) -> Clip:
+        """Store ``clip`` unless a whole entry is already there; the clip the cache holds.
+
+        That is ``clip``, or the take another process stored first: the entry is linked
+        into place (``os.link`` fails on an existing name, where ``os.replace`` would
+        overwrite it). A corrupt entry is replaced. Where the file system has no hard
+        links, or the cache cannot be written, this is ``put``.
+        """
+        path = self.path_for(key)
+        temp_name: str | None = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{key[:16]}.", suffix=".tmp")
+            with os.fdopen(fd, "wb") as out:
+                out.write(encode_entry(clip))
+            for _ in range(3):  # an entry removed between the link and the read is linked again
+                try:
+                    os.link(temp_name, path)
+                except FileExistsError:
+                    try:
+                        stored = decode_entry(path.read_bytes())
+                    except FileNotFoundError:
+                        continue
+                    except OSError:
+                        stored = None
+                    if stored is not None:
+                        return stored
+                    break  # corrupt: replaced below
+                except OSError:
+                    break  # no hard links here (FAT, some network file systems)
+                else:
+                    self.stats.writes += 1
+                    return clip
+            os.replace(temp_name, path)
+            temp_name = None
+        except OSError as exc:
+            self.stats.write_errors.append(f"{path}: {exc}")
+            return clip
+        finally:
+            if temp_name is not None:
+                try:
+                    os.unlink(temp_name)
+                except OSError:
+                    pass
+        self.stats.writes += 1
+        return clip
 
     def put(self, key: str, clip: Clip) -> bool:
         """Store ``clip`` atomically; False (and noted in stats) if the cache cannot be written."""

@@ -2,7 +2,7 @@
 
 One path for every consumer (planner's meter, exporter, player):
 
-    text --normalize--> spoken text --cache?--> engine.synthesize --trim--> level --> cache.put --> Clip
+    text --normalize--> spoken text --cache?--> engine.synthesize --trim--> level --> cache.keep --> Clip
 
 Each clip is brought to one loudness when it is made (``coach.audio.level``), so a
 session's loudness follows from its clips and the master only applies one gain.
@@ -266,7 +266,8 @@ class Voice:
         # earcons and music; the master then brings the whole session to its target).
         clip = normalize_speech(trim_silence(raw, self.trim), SPEECH_LUFS + 20 * math.log10(self.spec.volume))
         if self.cache is not None:
-            self.cache.put(self.key_for(spoken), clip)
+            # Another process may have cached its own take of this text first: use that one.
+            clip = self.cache.keep(self.key_for(spoken), clip)
         return clip
 
     def _prefetched(self, spoken: str, clip: Clip) -> None:

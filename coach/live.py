@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from coach.errors import AudioDeviceError, Interrupted
-from coach.player import Command, Inbox, MonotonicClock, Player, PlayerOptions, Status
+from coach.player import PAUSED_TEXT, Command, Inbox, MonotonicClock, Player, PlayerOptions, Status
 from coach.session import PreparedSession
 from coach.session_map import SessionMap
 
@@ -58,7 +58,7 @@ def coach_live(session: PreparedSession, sink: Any, inbox: Inbox, *, held: Any =
     """
     timeline = session.timeline
     smap = SessionMap(timeline)
-    session.warm(start_s)
+    session.warm(start_s, also=(PAUSED_TEXT,))
     saver = PositionSaver(history, None)
     if history is not None:
         step = smap.step_at(start_s).label

@@ -34,6 +34,8 @@ from coach.session_map import SessionMap, Step
 from coach.timeline import Cue, Timeline
 
 BUSY_ATTEMPTS = 50
+PAUSED_TEXT = "Paused."
+"""What the player says when paused (``coach.live`` has the session make it ready with its own clips)."""
 BUSY_WAIT_S = 0.01
 """A stopped stream drains the device's ~0.1 s buffer before it closes: retry for up to 0.5 s."""
 
@@ -491,9 +493,9 @@ class Player:
         elif command is Command.PAUSE:
             self._silence()
             state.paused_at_s = self.map.resume_point(position)
+            self._emit("pause")  # before "Paused." (which may still need synthesis): the status is at once
             if self.say is not None:
-                self._announce(self._at_rate(self.say("Paused.")))
-            self._emit("pause")
+                self._announce(self._at_rate(self.say(PAUSED_TEXT)))
         elif command in (Command.NEXT, Command.BACK):
             target = self._target(position, command)
             if target is not None:

@@ -225,14 +225,16 @@ class PreparedSession:
         return {"engine": spec.engine, "voice": spec.voice, "rate_wpm": spec.rate_wpm, "volume": spec.volume,
                 **options.to_dict()}
 
-    def warm(self, start_s: float) -> None:
+    def warm(self, start_s: float, also: tuple[str, ...] = ()) -> None:
         """Synthesize what is not ready yet in the background, in time order from ``start_s``.
 
-        The player asks for clips as it renders; a clip not ready by then is
+        ``also``: texts said at any moment (the player's "Paused."), made ready right after the
+        first cue. The player asks for clips as it renders; a clip not ready by then is
         synthesized on the spot, so a failure here shows up there too.
         """
         texts = [c.text for c in sorted(self.timeline.cues, key=lambda c: c.start_s)
                  if c.kind == "speech" and c.text and c.end_s >= start_s]
+        texts[1:1] = also
 
         def work() -> None:
             try:

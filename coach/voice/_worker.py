@@ -223,6 +223,10 @@ def serve(requests: Connection, replies: Connection, workdir: str) -> None:
             elif op == "synth":
                 synth.configure(request["voice"], request["rate_wpm"], request["volume"])
                 replies.send(synth.synthesize(request["text"], float(request["timeout_s"])))
+            elif op == "finish":
+                from coach.voice import finish
+
+                replies.send(finish.serve(request))
             else:
                 replies.send({"ok": False, "kind": "failed", "message": f"unknown request {op!r}"})
         except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises

@@ -264,7 +264,12 @@ class Voice:
             return raw
         # --volume keeps its meaning after normalization: the speech sits that much lower (against
         # earcons and music; the master then brings the whole session to its target).
-        clip = normalize_speech(trim_silence(raw, self.trim), SPEECH_LUFS + 20 * math.log10(self.spec.volume))
+        target_lufs = SPEECH_LUFS + 20 * math.log10(self.spec.volume)
+        in_worker = getattr(self.engine, "finish", None)  # an engine with worker processes (coach.voice.finish)
+        if in_worker is not None:
+            clip = in_worker(raw, self.trim, target_lufs)
+        else:
+            clip = normalize_speech(trim_silence(raw, self.trim), target_lufs)
         if self.cache is not None:
             # Another process may have cached its own take of this text first: use that one.
             clip = self.cache.keep(self.key_for(spoken), clip)

@@ -19,14 +19,18 @@ from __future__ import annotations
 import sys
 import threading
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from coach.audio.clip import Clip
 from coach.errors import SpeechEngineError
+from coach.voice import finish
 from coach.voice.engine import VoiceInfo
 from coach.voice.workers import Worker, WorkerGone, usable_cores
+
+if TYPE_CHECKING:
+    from coach.voice.trim import TrimSettings
 
 ENGINE_NAME = "pyttsx3"
 SAMPLE_RATE_HZ = 22050
@@ -258,6 +262,25 @@ class Pyttsx3Engine:
         raise SpeechEngineError(
             f"pyttsx3 failed {self._attempts} times to speak {text[:60]!r}: " + " | ".join(problems)
         )
+
+    def finish(self, raw: Clip, trim: TrimSettings, target_lufs: float) -> Clip:
+        """``coach.voice.finish.finish`` in a worker (see that module); in this process if none can."""
+        try:
+            worker = self._pool.acquire(self._config)
+        except (WorkerGone, SpeechEngineError):
+            return finish.finish(raw, trim, target_lufs)
+        try:
+            reply = worker.request(finish.request(raw, trim, target_lufs), finish.FINISH_TIMEOUT_S)
+        except WorkerGone:
+            return finish.finish(raw, trim, target_lufs)
+        except BaseException:
+            worker.kill()  # mid-request: its reply would desynchronize the pipe
+            raise
+        if not reply.get("ok"):
+            worker.kill()
+            return finish.finish(raw, trim, target_lufs)
+        self._pool.release(worker)
+        return finish.clip_of(reply)
 
     def close(self) -> None:
         """Nothing of its own to release: workers belong to the shared pool."""

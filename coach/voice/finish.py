@@ -1,0 +1,56 @@
+"""The last step of making a speech clip: trim its silence, bring it to its level (``coach.audio.level``).
+
+Normalizing a clip costs more CPU than espeak-ng takes to say it. Done in the
+parent, it runs on the synthesis threads, which share one interpreter lock:
+on a cold export the parent was busy on one core (3.9 of 4.8 s) while the
+workers waited for it. So an engine with worker processes does it in a worker
+(``finish`` op), where every core can work. The same functions on the same
+samples in the same numpy: the same clip, to the bit, as in the parent
+(``tests/test_voice_finish.py``), so cached clips stay valid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+
+from coach.audio.clip import Clip
+from coach.voice.trim import TrimSettings, trim_silence
+
+FINISH_TIMEOUT_S = 30.0
+"""How long a worker may take to finish one clip (a few ms; minutes only on a stalled machine)."""
+
+
+def finish(raw: Clip, trim: TrimSettings, target_lufs: float) -> Clip:
+    """``raw`` trimmed and normalized to ``target_lufs``, with its level."""
+    from coach.audio.level import normalize_speech
+
+    return normalize_speech(trim_silence(raw, trim), target_lufs)
+
+
+def request(raw: Clip, trim: TrimSettings, target_lufs: float) -> dict[str, Any]:
+    """The worker request that finishes ``raw``."""
+    return {"op": "finish", "samples": np.ascontiguousarray(raw.samples, np.float32).tobytes(),
+            "sample_rate_hz": raw.sample_rate_hz, "trim": asdict(trim), "target_lufs": float(target_lufs)}
+
+
+def serve(message: dict[str, Any]) -> dict[str, Any]:
+    """In a worker: answer a ``request``."""
+    raw = Clip(np.frombuffer(message["samples"], dtype=np.float32), int(message["sample_rate_hz"]))
+    clip = finish(raw, TrimSettings(**message["trim"]), float(message["target_lufs"]))
+    level = clip.level
+    assert level is not None
+    return {"ok": True, "samples": clip.samples.tobytes(), "sample_rate_hz": clip.sample_rate_hz,
+            "loudness_lufs": level.loudness_lufs, "true_peak": level.true_peak,
+            "energy": np.asarray(level.energy, np.float32).tobytes()}
+
+
+def clip_of(reply: dict[str, Any]) -> Clip:
+    """The clip in a worker's answer to ``request``."""
+    from coach.audio.level import ClipLevel
+
+    level = ClipLevel(float(reply["loudness_lufs"]), float(reply["true_peak"]),
+                      np.frombuffer(reply["energy"], dtype=np.float32))
+    return Clip(np.frombuffer(reply["samples"], dtype=np.float32), int(reply["sample_rate_hz"]), level)

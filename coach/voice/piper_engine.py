@@ -39,19 +39,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from coach.audio.clip import Clip
 from coach.errors import SpeechEngineError, UsageError
-from coach.voice import finish
 from coach.voice.engine import VoiceInfo
 from coach.voice.specs import resolve_voice
 from coach.voice.workers import Worker, WorkerGone, worker_count
-
-if TYPE_CHECKING:
-    from coach.voice.trim import TrimSettings
 
 ENGINE_NAME = "piper"
 INSTALL_HINT = "install the neural extra: `pip install '.[neural]'` in the coach folder, or `scripts/setup --neural`"
@@ -532,26 +528,6 @@ class PiperEngine:
                                         f"its config says {self.sample_rate_hz} Hz")
             return np.frombuffer(reply["samples"], dtype=np.float32)
         raise SpeechEngineError(f"Piper failed {ATTEMPTS} times to speak {text[:60]!r}: " + " | ".join(problems))
-
-    def finish(self, raw: Clip, trim: TrimSettings, target_lufs: float) -> Clip:
-        """``coach.voice.finish.finish`` in a worker (see that module); in this process if none can."""
-        try:
-            worker = self._pool.acquire()
-        except SpeechEngineError:
-            return finish.finish(raw, trim, target_lufs)
-        try:
-            reply = worker.request(finish.request(raw, trim, target_lufs), finish.FINISH_TIMEOUT_S)
-        except WorkerGone:
-            self._pool.discard(worker)
-            return finish.finish(raw, trim, target_lufs)
-        except BaseException:
-            self._pool.discard(worker)  # mid-request: its reply would desynchronize the pipe
-            raise
-        if not reply.get("ok"):
-            self._pool.discard(worker)
-            return finish.finish(raw, trim, target_lufs)
-        self._pool.release(worker)
-        return finish.clip_of(reply)
 
     def list_voices(self) -> list[VoiceInfo]:
         return [v.info() for v in piper_voices()]

@@ -229,16 +229,19 @@ class PreparedSession:
         """Synthesize what is not ready yet in the background, in time order from ``start_s``.
 
         ``also``: texts said at any moment (the player's "Paused."), made ready right after the
-        first cue. The player asks for clips as it renders; a clip not ready by then is
-        synthesized on the spot, so a failure here shows up there too.
+        first missing cue, when the engine has work to do anyway (with every cue cached, a Piper
+        model is never loaded for them). The player asks for clips as it renders; a clip not ready
+        by then is synthesized on the spot, so a failure here shows up there too.
         """
         texts = [c.text for c in sorted(self.timeline.cues, key=lambda c: c.start_s)
                  if c.kind == "speech" and c.text and c.end_s >= start_s]
-        texts[1:1] = also
 
         def work() -> None:
             try:
-                self.voice.prefetch(texts)
+                missing = [t for t in texts if not self.voice.is_ready(t)]
+                if missing:
+                    missing[1:1] = also
+                self.voice.prefetch(missing)
             except Exception:  # noqa: BLE001 - reported when the clip is needed
                 pass
 

@@ -225,47 +225,14 @@ class ClipCache:
         overwrite it). A corrupt entry is replaced. Where the file system has no hard
         links, or the cache cannot be written, this is ``put``.
         """
-        path = self.path_for(key)
-        temp_name: str | None = None
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{key[:16]}.", suffix=".tmp")
-            with os.fdopen(fd, "wb") as out:
-                out.write(encode_entry(clip))
-            for _ in range(3):  # an entry removed between the link and the read is linked again
-                try:
-                    os.link(temp_name, path)
-                except FileExistsError:
-                    try:
-                        stored = decode_entry(path.read_bytes())
-                    except FileNotFoundError:
-                        continue
-                    except OSError:
-                        stored = None
-                    if stored is not None:
-                        return stored
-                    break  # corrupt: replaced below
-                except OSError:
-                    break  # no hard links here (FAT, some network file systems)
-                else:
-                    self.stats.writes += 1
-                    return clip
-            os.replace(temp_name, path)
-            temp_name = None
-        except OSError as exc:
-            self.stats.write_errors.append(f"{path}: {exc}")
-            return clip
-        finally:
-            if temp_name is not None:
-                try:
-                    os.unlink(temp_name)
-                except OSError:
-                    pass
-        self.stats.writes += 1
-        return clip
+        return self._store(key, clip, first_wins=True)[0]
 
     def put(self, key: str, clip: Clip) -> bool:
         """Store ``clip`` atomically; False (and noted in stats) if the cache cannot be written."""
+        return self._store(key, clip, first_wins=False)[1]
+
+    def _store(self, key: str, clip: Clip, *, first_wins: bool) -> tuple[Clip, bool]:
+        """Write ``clip`` to a temporary file, then into place; (the clip the cache holds, written)."""
         path = self.path_for(key)
         temp_name: str | None = None
         try:
@@ -273,17 +240,43 @@ class ClipCache:
             fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{key[:16]}.", suffix=".tmp")
             with os.fdopen(fd, "wb") as out:
                 out.write(encode_entry(clip))
-            os.replace(temp_name, path)
-            temp_name = None
+            held = _link_first(temp_name, path, clip) if first_wins else None
+            if held is not None and held is not clip:
+                return held, False  # another process's take was there first
+            if held is None:
+                os.replace(temp_name, path)
+                temp_name = None
         except OSError as exc:
             # A cache that cannot be written (read-only, full disk) only costs speed.
             self.stats.write_errors.append(f"{path}: {exc}")
-            return False
+            return clip, False
         finally:
-            if temp_name is not None:
+            if temp_name is not None:  # unused, or linked (the entry is its second name)
                 try:
                     os.unlink(temp_name)
                 except OSError:
                     pass
         self.stats.writes += 1
-        return True
+        return clip, True
+
+
+def _link_first(temp_name: str, path: Path, clip: Clip) -> Clip | None:
+    """Link ``temp_name`` (holding ``clip``) to ``path`` unless a whole entry is there.
+
+    ``clip`` if linked, the entry's clip if one was there, None if ``path`` must be
+    replaced instead (a corrupt entry, or no hard links on this file system).
+    """
+    for _ in range(3):  # an entry removed between the link and the read is linked again
+        try:
+            os.link(temp_name, path)
+            return clip
+        except FileExistsError:
+            try:
+                return decode_entry(path.read_bytes())  # None if corrupt
+            except FileNotFoundError:
+                continue
+            except OSError:
+                return None
+        except OSError:
+            return None  # no hard links here (FAT, some network file systems)
+    return None

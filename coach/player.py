@@ -37,6 +37,8 @@ BUSY_ATTEMPTS = 50
 PAUSED_TEXT = "Paused."
 """What the player says when paused (``coach.live`` has the session make it ready with its own clips)."""
 BUSY_WAIT_S = 0.01
+DRAIN_WAIT_S = 0.3
+"""Longest wait for a stopped stream to drain before the next one starts (it takes ~0.1 s)."""
 """A stopped stream drains the device's ~0.1 s buffer before it closes: retry for up to 0.5 s."""
 
 
@@ -226,6 +228,8 @@ class _State:
     late_blocks: int = 0
     streams: int = 0
     announcements: list[Stream] = field(default_factory=list)
+    stopped: list[Stream] = field(default_factory=list)
+    """Streams stopped but maybe still draining what the device held (see ``Player._start_when_free``)."""
 
 
 class Player:
@@ -387,7 +391,15 @@ class Player:
         self._state.streams += 1
 
     def _start_when_free(self, stream: Stream) -> None:
-        """Start ``stream`` now; a device that cannot mix may still be draining the one just stopped."""
+        """Start ``stream`` once the streams just stopped have let go of the device (~0.1 s).
+
+        A device that mixes plays their last ~0.1 s under the new stream's preroll anyway; one
+        that neither mixes nor refuses would interleave the two; one that refuses is retried.
+        """
+        deadline = time.monotonic() + DRAIN_WAIT_S  # real time: only a real device drains
+        while any(s.is_playing() for s in self._state.stopped) and time.monotonic() < deadline:
+            time.sleep(BUSY_WAIT_S)
+        self._state.stopped.clear()
         for attempt in range(BUSY_ATTEMPTS):
             try:
                 stream.start(0)
@@ -451,9 +463,11 @@ class Player:
         if cur is not None and not cur.stopped:
             cur.stream.stop()
             cur.stopped = True
+            self._state.stopped.append(cur.stream)
         self._seam = None
         for stream in self._state.announcements:
             stream.stop()
+        self._state.stopped += self._state.announcements
         self._state.announcements.clear()
 
     def _announce(self, samples: np.ndarray) -> None:

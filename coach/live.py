@@ -11,13 +11,16 @@ introduction to the whole session, and what the history records on every ending.
 
 from __future__ import annotations
 
+import mmap
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from coach import opening as openings
 from coach.errors import AudioDeviceError, Interrupted
-from coach.player import PAUSED_TEXT, Command, Inbox, MonotonicClock, Player, PlayerOptions, Status
+from coach.player import PAUSED_TEXT, Command, Continuation, Inbox, MonotonicClock, Player, PlayerOptions, Status
 from coach.session import PreparedSession
 from coach.session_map import SessionMap
 
@@ -48,10 +51,15 @@ def start_position(session: PreparedSession, start_from: str | None, record: Any
 
 def coach_live(session: PreparedSession, sink: Any, inbox: Inbox, *, held: Any = None, history: Any = None,
                record: Any = None, start_s: float = 0.0, on_status: Callable[[Status], None] | None = None,
-               on_rest: Callable[[], None] | None = None) -> Ending:
+               on_rest: Callable[[], None] | None = None, opening_key: str | None = None,
+               early: openings.EarlyStart | None = None) -> Ending:
     """Play ``session`` from ``start_s`` on ``sink`` until it ends or is quit; keep the history.
 
-    ``held``: the device kept awake with silence while preparing, handed over here.
+    ``held``: the device kept awake while preparing, handed over here: with silence,
+    or (``early``) with the opening ``coach.opening`` kept for this command, which
+    the session carries on from if it starts with exactly those samples.
+    ``opening_key``: this command's key in ``coach.opening``: a whole session played
+    from its start keeps its opening there for the next time.
     ``on_rest``: called when the intro of an early start is over and the rest is not ready.
     Raises Interrupted and AudioDeviceError, each with where it stopped; the history
     records every ending.
@@ -88,18 +96,22 @@ def coach_live(session: PreparedSession, sink: Any, inbox: Inbox, *, held: Any =
         return Player(tl, master, sink, clock, inbox, say=session.voice.clip, on_status=status,
                       options=PlayerOptions(max_stream_s=sink.max_stream_s))
 
+    whole = start_s == 0 and not parts and sink.channels == openings.CHANNELS
+    continuation = None
+    if opening_key is not None and whole:
+        continuation = _opening(session, opening_key, early, held, clock)
     try:
         awake = False
-        if held is not None:
+        if held is not None and continuation is None:
             # The held device hands over to the session: if it is still playing, it is awake. Waiting
             # for it to let go keeps a device that neither mixes nor refuses from interleaving the two;
             # the session's mix is made while it drains.
             awake = held.is_playing()
             held.stop()
         player = player_for(timeline)
-        if held is not None:
+        if held is not None and continuation is None:
             held.wait_done(0.3)
-        outcome = player.run(start_s, device_awake=awake)
+        outcome = player.run(start_s, device_awake=awake, continuation=continuation)
         # With an early start only the start was ready: carry on with each later part, planned meanwhile
         # (the rest of the introduction, then the whole session), from where the one before ended.
         for part in parts if outcome.finished else []:
@@ -132,6 +144,62 @@ def coach_live(session: PreparedSession, sink: Any, inbox: Inbox, *, held: Any =
         return Ending(True, timeline.duration_s, smap.describe(timeline.duration_s), timeline.duration_s)
     saver.end(outcome.position_s, step, "quit")
     return Ending(False, outcome.position_s, smap.describe(outcome.position_s), timeline.duration_s)
+
+
+OPENING_GUARD_S = 0.5
+"""How far ahead of the clock the device may have taken a stream (its buffers) when the session carries on."""
+
+
+def _opening(session: PreparedSession, key: str, early: openings.EarlyStart | None, held: Any,
+             clock: MonotonicClock) -> Continuation | None:
+    """Keep this session's opening for ``key``; carry on from ``early`` if it played exactly that.
+
+    Without an early start the opening is made and kept in the background. With
+    one, the session's opening is made now (~10 ms) and compared sample for sample;
+    the continuation goes in right after the opening, so the device must not have
+    taken that far yet (checked by the clock and by the page after the opening).
+    """
+    rate = openings.RATE_HZ
+
+    def ours() -> bytes:
+        import numpy as np
+
+        from coach.playback import to_int16
+
+        master = session.master(session.timeline, sample_rate_hz=rate, channels=openings.CHANNELS)
+        frames = min(int(round(openings.OPENING_S * rate)), master.total_frames)
+        blocks = list(master.blocks(0.0, frames / rate, 0.5))
+        return to_int16(np.concatenate(blocks)).tobytes() if blocks else b""
+
+    def keep(samples: bytes, kept: openings.Opening | None) -> None:
+        if not samples:
+            return
+        if kept is None or kept.samples != samples:
+            openings.save(key, samples, misses=kept.misses + 1 if kept is not None else 0)
+        elif kept.misses:
+            openings.save(key, samples, misses=0)
+
+    if early is None or held is None:
+        def background() -> None:
+            try:
+                keep(ours(), openings.load(key))
+            except Exception:  # noqa: BLE001 - a head start for next time, nothing this session needs
+                pass
+
+        threading.Thread(target=background, name="coach-opening", daemon=True).start()
+        return None
+    samples = ours()
+    keep(samples, early.opening)
+    if samples != early.opening.samples:
+        return None
+    pre, frames = early.preroll_frames, early.opening_frames
+    elapsed_s = time.monotonic() - held.started_s
+    after = held.untouched_from(pre + frames)
+    page_frames = mmap.PAGESIZE // (2 * openings.CHANNELS)
+    guard = -(-(pre + frames) // page_frames) * page_frames  # the first page wholly after the opening
+    if not held.is_playing() or after is None or after > guard or (elapsed_s + OPENING_GUARD_S) * rate > pre + frames:
+        return None  # the device is (or may be) past the opening already
+    return Continuation(held, pre, frames, t0_s=clock.now_s() - elapsed_s)
 
 
 class PositionSaver:

@@ -126,23 +126,39 @@ class SimpleaudioSink:
 class SimpleaudioStream:
     """One ``play_buffer`` over a lazily filled memory map (see the module docstring)."""
 
-    def __init__(self, frames: int, sample_rate_hz: int, channels: int) -> None:
+    def __init__(self, frames: int, sample_rate_hz: int, channels: int, *, buffer: mmap.mmap | None = None) -> None:
         self.frames = max(1, int(frames))
         self.sample_rate_hz = sample_rate_hz
         self.channels = channels
         self._frame_bytes = 2 * channels
         size = self.frames * self._frame_bytes
-        if not LINUX:
+        if buffer is not None:
+            self._map = buffer  # made the same way, by coach.opening
+        elif not LINUX:
             self._map = mmap.mmap(-1, size)
         else:
             # Private anonymous pages: untouched ones cost nothing and read as zeros;
             # MADV_DONTNEED returns written ones to the system (and, on Linux, they read as zeros again).
             self._map = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+            if hasattr(mmap, "MADV_NOHUGEPAGE"):
+                # Page by page: what the device has read is then known to a page (see untouched_from).
+                self._map.madvise(mmap.MADV_NOHUGEPAGE)
         self._samples = np.frombuffer(self._map, dtype=np.int16).reshape(self.frames, channels)
         self._released_to = 0  # bytes before this offset have been handed back
         self._written_from: int | None = None
         self._written_to = 0
         self._play: Any = None
+        self.started_s: float | None = None
+        """time.monotonic() when the device started on this stream."""
+
+    @classmethod
+    def playing(cls, buffer: mmap.mmap, play: Any, started_s: float, sample_rate_hz: int,
+                channels: int) -> SimpleaudioStream:
+        """The stream ``coach.opening`` started over ``buffer`` before Coach was loaded, to carry on in."""
+        stream = cls(len(buffer) // (2 * channels), sample_rate_hz, channels, buffer=buffer)
+        stream._play, stream.started_s = play, started_s
+        _live.append(play)
+        return stream
 
     def write(self, offset_frames: int, block: np.ndarray) -> None:
         end = min(self.frames, offset_frames + len(block))
@@ -162,6 +178,7 @@ class SimpleaudioStream:
                 self._play = sa_module.play_buffer(view, self.channels, 2, self.sample_rate_hz)
         except sa_error as exc:
             raise device_error(exc) from None
+        self.started_s = time.monotonic()
         _live[:] = [play for play in _live if play.is_playing()]
         _live.append(self._play)
 
@@ -181,6 +198,33 @@ class SimpleaudioStream:
         while self.is_playing() and time.monotonic() < deadline:
             time.sleep(0.005)
 
+    def untouched_from(self, frame: int = 0) -> int | None:
+        """The first frame at or after ``frame`` in a page neither the device nor ``write`` has touched yet.
+
+        simpleaudio copies the buffer to the device sequentially, a device buffer
+        (~0.1 s) ahead of what is heard, and reading an untouched page of a private
+        anonymous map makes it resident; mincore(2) tells which pages are. So on a
+        stream nothing was written into past ``frame``, this is how far the device
+        has taken it (to a page, 1024 stereo frames). None where that cannot be
+        known (not Linux, mincore unavailable).
+        """
+        if not LINUX:
+            return None
+        page = mmap.PAGESIZE
+        first = max(0, frame) * self._frame_bytes // page
+        pages = (len(self._map) + page - 1) // page
+        step = 4096  # pages asked at a time: 16 MB, ~90 s of stereo
+        while first < pages:
+            count = min(step, pages - first)
+            resident = _mincore(self._samples.ctypes.data + first * page, count * page, count)
+            if resident is None:
+                return None
+            free = np.flatnonzero((resident & 1) == 0)
+            if len(free):
+                return min(self.frames, (first + int(free[0])) * page // self._frame_bytes)
+            first += count
+        return self.frames
+
     def _release_before(self, byte_offset: int) -> None:
         page = mmap.PAGESIZE
         end = (byte_offset // page) * page
@@ -193,6 +237,29 @@ class SimpleaudioStream:
             self._map.madvise(mmap.MADV_DONTNEED, 0, len(self._map))
         elif self._written_from is not None:
             self._samples[self._written_from : self._written_to] = 0
+
+
+_libc: Any = None
+
+
+def _mincore(address: int, length: int, pages: int) -> np.ndarray | None:
+    """mincore(2) over ``pages`` pages at ``address``: one byte a page, bit 0 set if resident; None if unavailable."""
+    global _libc
+    import ctypes
+
+    if _libc is None:
+        try:
+            _libc = ctypes.CDLL(None, use_errno=True)
+            _libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+            _libc.mincore.restype = ctypes.c_int
+        except (OSError, AttributeError):
+            _libc = False
+    if _libc is False:
+        return None
+    vec = np.zeros(pages, dtype=np.uint8)
+    if _libc.mincore(ctypes.c_void_p(address), ctypes.c_size_t(length), ctypes.c_void_p(vec.ctypes.data)) != 0:
+        return None
+    return vec
 
 
 _alsa_handler: Any = None

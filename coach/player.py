@@ -196,6 +196,21 @@ class Outcome:
     """Device streams opened for the session (1 + pauses, skips, repeats and seams)."""
 
 
+@dataclass(frozen=True)
+class Continuation:
+    """A stream already playing the session's first ``frames`` after ``pre_frames`` of silence (``coach.opening``).
+
+    The player carries on in it from session frame ``frames``, writing at stream
+    offset ``pre_frames + frames``, which the device must not have taken yet.
+    """
+
+    stream: Stream
+    pre_frames: int
+    frames: int
+    t0_s: float
+    """Clock time at which stream offset 0 was heard (when the stream started)."""
+
+
 @dataclass
 class _Playing:
     """One stream of session audio and where it sits on the clock."""
@@ -210,6 +225,11 @@ class _Playing:
     """Clock time at which stream offset 0 is heard."""
     started: bool = False
     stopped: bool = False
+
+    @property
+    def open_ended(self) -> bool:
+        """The stream plays on (silence) past this part of the session: a continuation's does."""
+        return self.stream.frames > self.pre_frames + self.last_frame - self.first_frame
 
 
 @dataclass
@@ -262,18 +282,23 @@ class Player:
         self._seam: _Seam | None = None
         self._state = _State()
 
-    def run(self, start_s: float = 0.0, *, device_awake: bool = False) -> Outcome:
+    def run(self, start_s: float = 0.0, *, device_awake: bool = False,
+            continuation: Continuation | None = None) -> Outcome:
         """Play from ``start_s``; return at the end or on quit.
 
         ``device_awake``: the output was playing (silence) until now, so the first
-        stream needs only a short preroll.
+        stream needs only a short preroll. ``continuation``: the session's start
+        is already playing; carry on in that stream (``start_s`` is then 0).
 
         Raises ``Interrupted`` on Ctrl-C (KeyboardInterrupt or Interrupted, after silencing the device) and
         ``AudioDeviceError`` if the device fails; both carry ``position_s``.
         """
         first_preroll = self._preroll(self.options.awake_preroll_s if device_awake else None)
         try:
-            self._start(self._frame(min(max(0.0, start_s), self.timeline.duration_s)), first_preroll)
+            if continuation is not None:
+                self._carry_on(continuation)
+            else:
+                self._start(self._frame(min(max(0.0, start_s), self.timeline.duration_s)), first_preroll)
             self._emit("start")
             return self._loop()
         except (KeyboardInterrupt, Interrupted) as exc:
@@ -323,8 +348,9 @@ class Player:
                         continue
                     wake = min(wake, self._seam.retry_s)
                 elif cur.last_frame >= self.end_frame and cur.next_frame >= cur.last_frame and now >= end_s:
-                    # The device may still hold its last ~0.1 s when the clock says it is over.
-                    if not cur.stream.is_playing() or now >= end_s + 0.5:
+                    # The device may still hold its last ~0.1 s when the clock says it is over;
+                    # a stream that goes on past the session (a continuation's) plays silence on.
+                    if not cur.stream.is_playing() or cur.open_ended or now >= end_s + 0.5:
                         self._emit("finish", self.timeline.duration_s)
                         return self._outcome(True, self.timeline.duration_s)
                     wake = min(wake, now + 0.02)
@@ -390,6 +416,15 @@ class Player:
         self._cur = cur
         self._state.streams += 1
 
+    def _carry_on(self, c: Continuation) -> None:
+        """Take over ``c.stream`` from session frame ``c.frames`` (see Continuation)."""
+        first = min(c.frames, self.end_frame)
+        last = max(first, self._stream_end(0, room_frames=c.stream.frames - c.pre_frames))
+        blocks = self.master.blocks(first / self.rate_hz, last / self.rate_hz, self.options.block_s)
+        self._cur = _Playing(c.stream, c.pre_frames, 0, last, blocks, first, t0_s=c.t0_s, started=True)
+        self._seam = None
+        self._state.streams += 1
+
     def _start_when_free(self, stream: Stream) -> None:
         """Start ``stream`` once the streams just stopped have let go of the device (~0.1 s).
 
@@ -413,6 +448,11 @@ class Player:
         """Carry on after a seam exactly where the clock says, skipping the silence we are late by."""
         seam = self._seam
         assert seam is not None
+        last = self._cur
+        if last is not None and not last.stopped and last.open_ended:
+            # A continuation's stream plays silence on past its part: let the device go for the next one.
+            last.stream.stop()
+            last.stopped = True
         cur = self._open(seam.first_frame, np.zeros(0, np.float32))
         late_frames = self._frame(self.clock.now_s() - seam.planned_s)
         skip = min(max(0, late_frames), cur.next_frame - cur.first_frame)
@@ -433,9 +473,12 @@ class Player:
         self._state.streams += 1
         self._emit("seam")
 
-    def _stream_end(self, first_frame: int) -> int:
-        """Where a stream starting at ``first_frame`` ends: the session end or a silent seam."""
-        limit = first_frame + self._frame(self.options.max_stream_s)
+    def _stream_end(self, first_frame: int, room_frames: int | None = None) -> int:
+        """Where a stream starting at ``first_frame`` ends: the session end or a silent seam.
+
+        ``room_frames``: the session frames the stream has room for (default: ``max_stream_s``).
+        """
+        limit = first_frame + (self._frame(self.options.max_stream_s) if room_frames is None else room_frames)
         if limit >= self.end_frame:
             return self.end_frame
         gap = self.options.seam_gap_s

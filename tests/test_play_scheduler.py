@@ -17,7 +17,7 @@ from coach.audio.clip import Clip
 from coach.errors import AudioDeviceError, Interrupted, UsageError
 from coach.playback import DeviceBusy
 from coach.audio.master import Master
-from coach.player import Command, Outcome, Player, PlayerOptions, Seek, Status, decode_keys
+from coach.player import Command, Continuation, Outcome, Player, PlayerOptions, Seek, Status, decode_keys
 from coach.session_map import SessionMap
 from coach.timeline import Chapter, Cue, Timeline, VoiceSpec
 
@@ -471,3 +471,37 @@ def test_a_seek_while_paused_moves_the_position_and_stays_paused():
     assert [s.paused for s in h.statuses if s.event == "seek"] == [True]
     expected = {i: 9.4 - 46.0 + c.start_s for i, c in enumerate(tl.cues) if c.start_s >= 46.0}
     assert max(abs(e) for e in h.errors(expected, since_s=9.0)) <= FRAME_S
+
+
+def _playing_opening(h: Harness, opening_s: float) -> tuple[RecordingStream, int, int]:
+    """A stream started at clock 0, as coach.opening starts one: the preroll, then the session's opening."""
+    pre, frames = int(OPTS.preroll_s * RATE), int(opening_s * RATE)
+    stream = h.sink.open_stream(pre + int(h.timeline.duration_s * RATE) + 30 * RATE)  # plays on past the end
+    opening = np.concatenate(list(h.player.master.blocks(0.0, opening_s, 0.5)))
+    stream.write(pre, opening)
+    stream.start()
+    return stream, pre, frames
+
+
+def test_a_session_carries_on_in_the_stream_already_playing_its_opening_on_time_and_whole():
+    h = Harness(make_timeline(), oversleep=lambda: random.uniform(0, 0.03))
+    stream, pre, frames = _playing_opening(h, 3.0)
+    h.clock.t = 0.3  # the session is ready 0.3 s after the opening started
+    outcome = h.player.run(continuation=Continuation(stream, pre, frames, t0_s=0.0))
+    assert outcome.finished and outcome.late_blocks == 0
+    assert h.sink.streams == [stream], "no other stream was opened"
+    errors = h.errors({i: OPTS.preroll_s + c.start_s for i, c in enumerate(h.timeline.cues)})
+    assert max(abs(e) for e in errors) <= FRAME_S
+    whole = np.concatenate(list(h.player.master.blocks(0.0, None, 0.5)))
+    assert np.array_equal(stream.audio[pre : pre + len(whole)], whole), "the opening and the rest join exactly"
+    assert h.clock.t < OPTS.preroll_s + h.timeline.duration_s + 0.5, "finished when the session did"
+
+
+def test_a_pause_after_carrying_on_stops_that_stream_and_resumes_on_a_new_one():
+    h = Harness(make_timeline(), script=[(12.0, Command.PAUSE), (13.0, Command.PAUSE)])
+    stream, pre, frames = _playing_opening(h, 3.0)
+    h.clock.t = 0.3
+    outcome = h.player.run(continuation=Continuation(stream, pre, frames, t0_s=0.0))
+    assert outcome.finished
+    assert stream.stopped_s == 12.0
+    assert len(h.sink.streams) >= 3  # the opening's, "Paused.", the resumed session

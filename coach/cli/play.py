@@ -58,7 +58,8 @@ def play_cmd(
     from coach.history import resume_record
     from coach.media import start_media_controls
     from coach.player import MonotonicClock, QueueInbox
-    from coach.playback import SimpleaudioSink
+    from coach.opening import command as command_key, take as take_early
+    from coach.playback import SimpleaudioSink, SimpleaudioStream
     from coach.session import SessionOptions, prepare_session, source_of, warm_up
 
     from coach.history import default_verbosity
@@ -86,8 +87,12 @@ def play_cmd(
             options = replace(options, level=record.level)
 
     sink = SimpleaudioSink()
-    # Fail before planning when there is no device, and keep it awake (Bluetooth) until the session starts.
-    held = sink.hold()
+    # Fail before planning when there is no device, and keep it awake (Bluetooth) until the session starts;
+    # a command played before is already playing its opening (coach.opening).
+    early = take_early()
+    held = (SimpleaudioStream.playing(early.map, early.play, early.started_s, sink.sample_rate_hz, sink.channels)
+            if early is not None else sink.hold())
+    opening_key = command_key() if start_from is None and record is None else None
     # Media keys and headset buttons (MPRIS): commands into the same inbox as the keys.
     inbox = QueueInbox(MonotonicClock())
     notice = (lambda line: print(f"coach: {line}", file=sys.stderr)) if verbose else None
@@ -105,7 +110,8 @@ def play_cmd(
             if synthesizing:
                 synthesizing.close()
         try:
-            _play(session, sink, held, history, record, start_from, quiet, inbox, media)
+            _play(session, sink, held, history, record, start_from, quiet, inbox, media,
+                  opening=(opening_key, early))
         finally:
             session.close()
     finally:
@@ -164,7 +170,7 @@ def _open_history(quiet: bool) -> Any:
 
 
 def _play(session: Any, sink: Any, held: Any, history: Any, record: Any, start_from: str | None,
-          quiet: bool, inbox: Any, media: Any) -> None:
+          quiet: bool, inbox: Any, media: Any, opening: tuple[Any, Any] = (None, None)) -> None:
     """Run the session live with the terminal's keys, the media controls and the status line."""
     from coach.cli.terminal import Keyboard, StatusLine, keyboard_is_ours
     from coach.live import coach_live, start_position
@@ -197,7 +203,7 @@ def _play(session: Any, sink: Any, held: Any, history: Any, record: Any, start_f
         if keyboard is not None:
             keyboard.start()
         ending = coach_live(session, sink, inbox, held=held, history=history, record=record, start_s=start_s,
-                            on_status=status, on_rest=preparing_rest)
+                            on_status=status, on_rest=preparing_rest, opening_key=opening[0], early=opening[1])
     except Interrupted as exc:
         line.close()
         raise Interrupted(exc.message, hint=f"resume with: {resume_cmd}") from None

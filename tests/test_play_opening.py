@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -80,6 +82,20 @@ def _script(path) -> None:
         "chapters": [{"start_s": 0.0, "title": "Work", "exercise": "w"}], "cues": cues}))
 
 
+def _idle(device) -> float:  # noqa: F811
+    """Wait until the pacer has taken all the last command sent; the time then (time.monotonic).
+
+    A command that plays at once could otherwise continue the last one's segment.
+    """
+    log = Path(str(device.prefix) + ".log")
+    size, since = -1, time.monotonic()
+    while time.monotonic() - since < 0.2:
+        time.sleep(0.02)
+        if log.stat().st_size != size:
+            size, since = log.stat().st_size, time.monotonic()
+    return time.monotonic()
+
+
 def _heard_since(device, since_s: float) -> np.ndarray:  # noqa: F811
     """What the device received in the segments that began after ``since_s`` (time.monotonic), joined."""
     return np.concatenate([c.frames for c in device.captures() if c.first_s >= since_s])
@@ -104,7 +120,7 @@ def test_a_command_played_again_starts_its_opening_at_once_and_sounds_exactly_li
     assert np.array_equal(samples, wav[: len(samples)]), "the opening is the session's first seconds"
     assert len(samples) == int(opening.OPENING_S * RATE)
 
-    since = time.monotonic()
+    since = _idle(device)
     again = coach("play", str(path), "--quiet", env=env, timeout_s=120)
     assert again.returncode == 0 and "Traceback" not in again.stderr, again.stderr
     heard = _heard_since(device, since)
@@ -115,9 +131,7 @@ def test_a_command_played_again_starts_its_opening_at_once_and_sounds_exactly_li
     assert not list(folder.glob("*.misses"))
 
 
-def opening_folder(env: dict):
-    from pathlib import Path
-
+def opening_folder(env: dict) -> Path:
     return Path(env["COACH_CACHE_DIR"]) / "openings"
 
 
@@ -135,7 +149,7 @@ def test_an_opening_that_is_not_the_sessions_is_cut_off_and_the_session_starts_o
     stale = (np.frombuffer(kept.read_bytes(), dtype="<i2") // 2).astype("<i2")  # e.g. a clip made again since
     kept.write_bytes(stale.tobytes())
 
-    since = time.monotonic()
+    since = _idle(device)
     played = coach("play", str(path), "--quiet", env=env, timeout_s=120)
     assert played.returncode == 0 and "Traceback" not in played.stderr, played.stderr
     session = heard_session_after(_heard_since(device, since), wav)
@@ -155,3 +169,17 @@ def heard_session_after(heard: np.ndarray, wav: np.ndarray) -> np.ndarray:
             assert len(session) == len(wav)
             return session
     raise AssertionError("the session's start never reached the device")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mincore of private pages: Linux")
+def test_a_stream_knows_to_a_page_how_far_it_has_been_read_or_written():
+    from coach.playback import SimpleaudioStream
+
+    stream = SimpleaudioStream(44100, 44100, 2)  # not started: we read it as simpleaudio would
+    page = 1024  # stereo int16 frames in a 4 KB page
+    assert stream.untouched_from(0) == 0
+    assert int(stream._samples[:5000].astype(np.int64).sum()) == 0  # reading maps the pages (as zeros)
+    assert stream.untouched_from(0) == 5 * page
+    stream.write(10_000, np.zeros((100, 2), np.float32))
+    assert stream.untouched_from(5 * page) == 5 * page
+    assert stream.untouched_from(9 * page) == 10 * page

@@ -11,7 +11,6 @@ introduction to the whole session, and what the history records on every ending.
 
 from __future__ import annotations
 
-import mmap
 import threading
 import time
 from collections.abc import Callable
@@ -97,10 +96,11 @@ def coach_live(session: PreparedSession, sink: Any, inbox: Inbox, *, held: Any =
                       options=PlayerOptions(max_stream_s=sink.max_stream_s))
 
     whole = start_s == 0 and not parts and sink.channels == openings.CHANNELS
-    continuation = None
-    if opening_key is not None and whole:
-        continuation = _opening(session, opening_key, early, held, clock)
     try:
+        player = player_for(timeline)
+        continuation = None
+        if opening_key is not None and whole:
+            continuation = _opening(session, player.master, opening_key, early, held, clock)
         awake = False
         if held is not None and continuation is None:
             # The held device hands over to the session: if it is still playing, it is awake. Waiting
@@ -108,7 +108,6 @@ def coach_live(session: PreparedSession, sink: Any, inbox: Inbox, *, held: Any =
             # the session's mix is made while it drains.
             awake = held.is_playing()
             held.stop()
-        player = player_for(timeline)
         if held is not None and continuation is None:
             held.wait_done(0.3)
         outcome = player.run(start_s, device_awake=awake, continuation=continuation)
@@ -146,29 +145,24 @@ def coach_live(session: PreparedSession, sink: Any, inbox: Inbox, *, held: Any =
     return Ending(False, outcome.position_s, smap.describe(outcome.position_s), timeline.duration_s)
 
 
-OPENING_GUARD_S = 0.5
-"""How far ahead of the clock the device may have taken a stream (its buffers) when the session carries on."""
-
-
-def _opening(session: PreparedSession, key: str, early: openings.EarlyStart | None, held: Any,
+def _opening(session: PreparedSession, master: Any, key: str, early: openings.EarlyStart | None, held: Any,
              clock: MonotonicClock) -> Continuation | None:
     """Keep this session's opening for ``key``; carry on from ``early`` if it played exactly that.
 
-    Without an early start the opening is made and kept in the background. With
-    one, the session's opening is made now (~10 ms) and compared sample for sample;
-    the continuation goes in right after the opening, so the device must not have
-    taken that far yet (checked by the clock and by the page after the opening).
+    ``master``: the player's. Without an early start the opening is made and kept in the
+    background (from a master of its own: a master is used by one thread). With one, the session's opening is made now
+    (~10 ms for the built-in session) and compared sample for sample; the player then
+    carries on right after it, if the device has not taken that far (see Continuation).
     """
     rate = openings.RATE_HZ
 
-    def ours() -> bytes:
+    def ours(m: Any) -> bytes:
         import numpy as np
 
         from coach.playback import to_int16
 
-        master = session.master(session.timeline, sample_rate_hz=rate, channels=openings.CHANNELS)
-        frames = min(int(round(openings.OPENING_S * rate)), master.total_frames)
-        blocks = list(master.blocks(0.0, frames / rate, 0.5))
+        frames = min(int(round(openings.OPENING_S * rate)), m.total_frames)
+        blocks = list(m.blocks(0.0, frames / rate, 0.5))
         return to_int16(np.concatenate(blocks)).tobytes() if blocks else b""
 
     def keep(samples: bytes, kept: openings.Opening | None) -> None:
@@ -178,28 +172,26 @@ def _opening(session: PreparedSession, key: str, early: openings.EarlyStart | No
             openings.save(key, samples, misses=kept.misses + 1 if kept is not None else 0)
         elif kept.misses:
             openings.save(key, samples, misses=0)
+        else:
+            openings.touch(key)
 
     if early is None or held is None:
         def background() -> None:
             try:
-                keep(ours(), openings.load(key))
+                own = session.master(session.timeline, sample_rate_hz=rate, channels=openings.CHANNELS)
+                keep(ours(own), openings.load(key))
             except Exception:  # noqa: BLE001 - a head start for next time, nothing this session needs
                 pass
 
         threading.Thread(target=background, name="coach-opening", daemon=True).start()
         return None
-    samples = ours()
+    samples = ours(master)
     keep(samples, early.opening)
-    if samples != early.opening.samples:
+    if samples != early.opening.samples or not held.is_playing():
         return None
-    pre, frames = early.preroll_frames, early.opening_frames
     elapsed_s = time.monotonic() - held.started_s
-    after = held.untouched_from(pre + frames)
-    page_frames = mmap.PAGESIZE // (2 * openings.CHANNELS)
-    guard = -(-(pre + frames) // page_frames) * page_frames  # the first page wholly after the opening
-    if not held.is_playing() or after is None or after > guard or (elapsed_s + OPENING_GUARD_S) * rate > pre + frames:
-        return None  # the device is (or may be) past the opening already
-    return Continuation(held, pre, frames, t0_s=clock.now_s() - elapsed_s)
+    return Continuation(held, early.preroll_frames, early.opening_frames, t0_s=clock.now_s() - elapsed_s,
+                        refused=lambda: openings.save(key, samples, misses=early.opening.misses + 1))
 
 
 class PositionSaver:

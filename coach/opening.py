@@ -79,7 +79,8 @@ def command_key(argv: list[str]) -> str | None:
     data = os.environ.get("COACH_DATA_DIR") or os.environ.get("XDG_DATA_HOME", "").strip() or ""
     imported = (Path(data) / "routines" if os.environ.get("COACH_DATA_DIR") else
                 (Path(data) if data and os.path.isabs(data) else Path.home() / ".local" / "share") / "coach" / "routines")
-    named = [Path(arg) for arg in argv if not arg.startswith("-")]
+    named = [Path(arg.split("=", 1)[1] if arg.startswith("--") and "=" in arg else arg) for arg in argv
+             if not arg.startswith("-") or (arg.startswith("--") and "=" in arg)]
     for path in [*sorted(builtin.glob("*")), *sorted(imported.glob("*")), *named]:
         with contextlib.suppress(OSError, ValueError):
             st = path.stat()
@@ -134,9 +135,20 @@ def save(key: str, samples: bytes, misses: int = 0) -> None:
         for old in kept[KEEP:]:
             old.unlink(missing_ok=True)
             old.with_suffix(".misses").unlink(missing_ok=True)
+        for stale in folder.glob(".*.tmp"):  # left by a process that ended while writing
+            if time.time() - stale.stat().st_mtime > 3600:
+                stale.unlink(missing_ok=True)
     except OSError:
         with contextlib.suppress(OSError):
             tmp.unlink()
+
+
+def touch(key: str) -> None:
+    """Mark the opening of ``key`` as just used (the least recently used ones are removed first)."""
+    folder = cache_folder()
+    if folder is not None:
+        with contextlib.suppress(OSError):
+            os.utime(folder / f"{key}.raw")
 
 
 @dataclass

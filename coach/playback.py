@@ -157,6 +157,7 @@ class SimpleaudioStream:
         """The stream ``coach.opening`` started over ``buffer`` before Coach was loaded, to carry on in."""
         stream = cls(len(buffer) // (2 * channels), sample_rate_hz, channels, buffer=buffer)
         stream._play, stream.started_s = play, started_s
+        _mute_alsa_lib()  # as start() does: alsa-lib's lines from the playback thread stay off the terminal
         _live.append(play)
         return stream
 

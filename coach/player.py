@@ -18,6 +18,7 @@ moves only when the player waits, a recording sink and scripted key presses.
 from __future__ import annotations
 
 import enum
+import mmap
 import queue
 import time
 from collections.abc import Callable, Iterator
@@ -209,6 +210,11 @@ class Continuation:
     frames: int
     t0_s: float
     """Clock time at which stream offset 0 was heard (when the stream started)."""
+    guard_s: float = 0.5
+    """How far ahead of the clock the device may have taken the stream (its buffers): the rest must
+    be written by ``t0_s + (pre_frames + frames) / rate - guard_s``, or the player starts a new stream."""
+    refused: Callable[[], None] | None = None
+    """Called when it was too late to carry on (the session then starts anew on a new stream)."""
 
 
 @dataclass
@@ -225,11 +231,8 @@ class _Playing:
     """Clock time at which stream offset 0 is heard."""
     started: bool = False
     stopped: bool = False
-
-    @property
-    def open_ended(self) -> bool:
-        """The stream plays on (silence) past this part of the session: a continuation's does."""
-        return self.stream.frames > self.pre_frames + self.last_frame - self.first_frame
+    open_ended: bool = False
+    """The stream plays on (silence) past this part of the session: a continuation's does."""
 
 
 @dataclass
@@ -295,9 +298,14 @@ class Player:
         """
         first_preroll = self._preroll(self.options.awake_preroll_s if device_awake else None)
         try:
-            if continuation is not None:
-                self._carry_on(continuation)
-            else:
+            if continuation is None or not self._carry_on(continuation):
+                if continuation is not None:  # too late to carry on: the session from its start, anew
+                    if continuation.refused is not None:
+                        continuation.refused()
+                    continuation.stream.stop()
+                    self._state.stopped.append(continuation.stream)
+                    first_preroll = self._preroll(self.options.awake_preroll_s)
+                    start_s = 0.0
                 self._start(self._frame(min(max(0.0, start_s), self.timeline.duration_s)), first_preroll)
             self._emit("start")
             return self._loop()
@@ -350,7 +358,7 @@ class Player:
                 elif cur.last_frame >= self.end_frame and cur.next_frame >= cur.last_frame and now >= end_s:
                     # The device may still hold its last ~0.1 s when the clock says it is over;
                     # a stream that goes on past the session (a continuation's) plays silence on.
-                    if not cur.stream.is_playing() or cur.open_ended or now >= end_s + 0.5:
+                    if not cur.stream.is_playing() or now >= end_s + 0.5 or self._taken_whole(cur):
                         self._emit("finish", self.timeline.duration_s)
                         return self._outcome(True, self.timeline.duration_s)
                     wake = min(wake, now + 0.02)
@@ -416,14 +424,46 @@ class Player:
         self._cur = cur
         self._state.streams += 1
 
-    def _carry_on(self, c: Continuation) -> None:
-        """Take over ``c.stream`` from session frame ``c.frames`` (see Continuation)."""
+    def _carry_on(self, c: Continuation) -> bool:
+        """Take over ``c.stream`` from session frame ``c.frames`` (see Continuation); False if too late.
+
+        The first block is rendered before the check, so that nothing slow comes between the
+        check and the write: the device must not have taken that far when it is written.
+        """
         first = min(c.frames, self.end_frame)
         last = max(first, self._stream_end(0, room_frames=c.stream.frames - c.pre_frames))
         blocks = self.master.blocks(first / self.rate_hz, last / self.rate_hz, self.options.block_s)
-        self._cur = _Playing(c.stream, c.pre_frames, 0, last, blocks, first, t0_s=c.t0_s, started=True)
+        block = next(blocks, None)
+        at = c.pre_frames + first
+        if self.clock.now_s() > c.t0_s + at / self.rate_hz - c.guard_s:
+            return False
+        untouched = getattr(c.stream, "untouched_from", None)
+        if untouched is not None:
+            after = untouched(at)  # the page holding `at` has the opening's end in it: the next one must be free
+            if after is not None and after > self._page_after(at):
+                return False
+        cur = _Playing(c.stream, c.pre_frames, 0, last, blocks, first, t0_s=c.t0_s, started=True, open_ended=True)
+        if block is not None:
+            cur.stream.write(at, block)
+            cur.next_frame += len(block)
+        self._cur = cur
         self._seam = None
         self._state.streams += 1
+        return True
+
+    def _page_after(self, offset_frames: int) -> int:
+        """The first frame of the first memory page wholly after stream offset ``offset_frames``."""
+        page = mmap.PAGESIZE // (2 * self.sink.channels)
+        return -(-offset_frames // page) * page if offset_frames % page else offset_frames
+
+    def _taken_whole(self, cur: _Playing) -> bool:
+        """An open-ended stream: the device has taken all of the part (read past the page its end is in)."""
+        untouched = getattr(cur.stream, "untouched_from", None)
+        if not cur.open_ended or untouched is None:
+            return False
+        end = cur.pre_frames + cur.last_frame - cur.first_frame
+        after = untouched(end)
+        return after is None or after > self._page_after(end)
 
     def _start_when_free(self, stream: Stream) -> None:
         """Start ``stream`` once the streams just stopped have let go of the device (~0.1 s).
@@ -450,9 +490,13 @@ class Player:
         assert seam is not None
         last = self._cur
         if last is not None and not last.stopped and last.open_ended:
-            # A continuation's stream plays silence on past its part: let the device go for the next one.
+            # A continuation's stream plays silence on past its part: it lets the device go (~0.1-0.3 s)
+            # before the next starts, which then skips the silence it is late by (a seam is in silence).
             last.stream.stop()
             last.stopped = True
+            deadline = time.monotonic() + DRAIN_WAIT_S  # real time: only a real device drains
+            while last.stream.is_playing() and time.monotonic() < deadline:
+                time.sleep(BUSY_WAIT_S)
         cur = self._open(seam.first_frame, np.zeros(0, np.float32))
         late_frames = self._frame(self.clock.now_s() - seam.planned_s)
         skip = min(max(0, late_frames), cur.next_frame - cur.first_frame)

@@ -152,8 +152,15 @@ def test_an_opening_that_is_not_the_sessions_is_cut_off_and_the_session_starts_o
     since = _idle(device)
     played = coach("play", str(path), "--quiet", env=env, timeout_s=120)
     assert played.returncode == 0 and "Traceback" not in played.stderr, played.stderr
-    session = heard_session_after(_heard_since(device, since), wav)
+    heard = _heard_since(device, since)
+    session = heard_session_after(heard, wav)
     assert within_one_lsb(session, wav), "after the cut, the session whole, from its start"
+    # What came before it: the kept opening, started at once, cut off when the session was found to differ
+    # (by then the device holds ~0.3 s of it).
+    stale = stale.reshape(-1, 2)
+    h0, s0 = (int(np.flatnonzero(np.any(x != 0, axis=1))[0]) for x in (heard, stale))
+    assert h0 == int(round(opening.PREROLL_S * RATE)) + s0
+    assert np.array_equal(heard[h0 : h0 + 2205], stale[s0 : s0 + 2205]), "the kept opening played first"
     assert (folder / kept.name.replace(".raw", ".misses")).read_text() == "1"
     renewed = np.frombuffer(kept.read_bytes(), dtype="<i2").reshape(-1, 2)
     assert np.array_equal(renewed, wav[: len(renewed)]), "the session's own opening is kept instead"

@@ -490,11 +490,12 @@ def test_a_session_carries_on_in_the_stream_already_playing_its_opening_on_time_
     outcome = h.player.run(continuation=Continuation(stream, pre, frames, t0_s=0.0))
     assert outcome.finished and outcome.late_blocks == 0
     assert h.sink.streams == [stream], "no other stream was opened"
+    assert all(offset >= pre + frames for _, offset, _ in stream.writes[1:]), "the opening is not written again"
     errors = h.errors({i: OPTS.preroll_s + c.start_s for i, c in enumerate(h.timeline.cues)})
     assert max(abs(e) for e in errors) <= FRAME_S
     whole = np.concatenate(list(h.player.master.blocks(0.0, None, 0.5)))
     assert np.array_equal(stream.audio[pre : pre + len(whole)], whole), "the opening and the rest join exactly"
-    assert h.clock.t < OPTS.preroll_s + h.timeline.duration_s + 0.5, "finished when the session did"
+    assert h.clock.t < OPTS.preroll_s + h.timeline.duration_s + 0.6, "finished when the session did, not at its stream's end"
 
 
 def test_a_pause_after_carrying_on_stops_that_stream_and_resumes_on_a_new_one():
@@ -504,4 +505,25 @@ def test_a_pause_after_carrying_on_stops_that_stream_and_resumes_on_a_new_one():
     outcome = h.player.run(continuation=Continuation(stream, pre, frames, t0_s=0.0))
     assert outcome.finished
     assert stream.stopped_s == 12.0
-    assert len(h.sink.streams) >= 3  # the opening's, "Paused.", the resumed session
+    paused, resumed = h.sink.streams[1:]  # "Paused.", then the session from where it stopped
+    assert paused.started_s == 12.0 and resumed.started_s == 13.0
+    later = {i: c for i, c in enumerate(h.timeline.cues) if c.start_s > 12.0 - OPTS.preroll_s + 0.5}
+    errors = h.errors({i: 13.0 + OPTS.preroll_s + c.start_s - (12.0 - OPTS.preroll_s) for i, c in later.items()},
+                      since_s=13.0)
+    assert max(abs(e) for e in errors) <= FRAME_S
+
+
+def test_too_late_to_carry_on_the_session_starts_anew_on_a_stream_of_its_own():
+    h = Harness(make_timeline())
+    stream, pre, frames = _playing_opening(h, 3.0)
+    h.clock.t = 3.0  # the device has (or may have) taken the whole opening: nothing safe to write after it
+    refused = []
+    outcome = h.player.run(continuation=Continuation(stream, pre, frames, t0_s=0.0,
+                                                     refused=lambda: refused.append(h.clock.t)))
+    assert outcome.finished and refused == [3.0]
+    assert stream.stopped_s == 3.0 and len(stream.writes) == 1, "the opening's stream is cut off, never written"
+    new = h.sink.streams[1]
+    assert new.started_s == 3.0
+    errors = h.errors({i: 3.0 + OPTS.awake_preroll_s + c.start_s for i, c in enumerate(h.timeline.cues)},
+                      since_s=3.0)
+    assert max(abs(e) for e in errors) <= FRAME_S, "the whole session, from its start"

@@ -190,3 +190,34 @@ def test_a_stream_knows_to_a_page_how_far_it_has_been_read_or_written():
     stream.write(10_000, np.zeros((100, 2), np.float32))
     assert stream.untouched_from(5 * page) == 5 * page
     assert stream.untouched_from(9 * page) == 10 * page
+
+
+def test_only_a_play_command_with_a_kept_opening_opens_the_device_early(tmp_path):
+    import subprocess
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".asoundrc").write_text('pcm.!default { type null }\n')
+    env = {**os.environ, "HOME": str(home), "COACH_CACHE_DIR": str(tmp_path / "cache"), "COACH_DATA_DIR": str(tmp_path)}
+    code = """
+import sys
+from coach import opening
+args = sys.argv[1:]
+if args[0] == "keep":
+    key = opening.command_key(args[2:])
+    if key is not None:
+        opening.save(key, b"\\x10\\x00" * 2 * 4410)
+    args = args[1:]
+opening.start_early(args)
+print(opening.command() is not None, opening.take() is not None)
+"""
+    def early(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True,
+                              timeout=60, cwd=tmp_path)
+        assert done.returncode == 0 and not done.stderr, done.stderr
+        return done.stdout.split()
+
+    assert early("play", "lower-back") == ["True", "False"], "no opening kept yet: nothing opened"
+    assert early("keep", "play", "lower-back") == ["True", "True"], "kept: the device opened with it"
+    assert early("plan", "lower-back") == ["False", "False"], "other commands never open the device"
+    assert early("keep", "play", "lower-back", "--from", "2") == ["False", "False"]

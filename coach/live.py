@@ -104,11 +104,9 @@ def coach_live(session: PreparedSession, sink: Any, inbox: Inbox, *, held: Any =
         awake = False
         if held is not None and continuation is None:
             # The held device hands over to the session: if it is still playing, it is awake. Waiting
-            # for it to let go keeps a device that neither mixes nor refuses from interleaving the two;
-            # the session's mix is made while it drains.
+            # for it to let go keeps a device that neither mixes nor refuses from interleaving the two.
             awake = held.is_playing()
             held.stop()
-        if held is not None and continuation is None:
             held.wait_done(0.3)
         outcome = player.run(start_s, device_awake=awake, continuation=continuation)
         # With an early start only the start was ready: carry on with each later part, planned meanwhile

@@ -20,7 +20,7 @@ from typing import Any
 from coach import opening as openings
 from coach.errors import AudioDeviceError, Interrupted
 from coach.player import PAUSED_TEXT, Command, Continuation, Inbox, MonotonicClock, Player, PlayerOptions, Status
-from coach.session import PreparedSession
+from coach.session import PreparedSession, at_exit_wait_for
 from coach.session_map import SessionMap
 
 HISTORY_EVERY_S = 5.0
@@ -181,7 +181,9 @@ def _opening(session: PreparedSession, master: Any, key: str, early: openings.Ea
             except Exception:  # noqa: BLE001 - a head start for next time, nothing this session needs
                 pass
 
-        threading.Thread(target=background, name="coach-opening", daemon=True).start()
+        thread = threading.Thread(target=background, name="coach-opening", daemon=True)
+        thread.start()
+        at_exit_wait_for(thread)  # it resamples clips (soxr, C++): not to be cut off by the interpreter's end
         return None
     samples = ours(master)
     keep(samples, early.opening)

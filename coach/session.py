@@ -617,7 +617,21 @@ def warm_up(engine: str | None) -> threading.Thread:
         except Exception:  # noqa: BLE001 - open_voice reports it properly
             pass
 
-    threading.Thread(target=rendering, name="coach-warm-up", daemon=True).start()
+    warming = threading.Thread(target=rendering, name="coach-warm-up", daemon=True)
+    warming.start()
+    at_exit_wait_for(warming)
     thread = threading.Thread(target=voices, name="coach-voices", daemon=True)
     thread.start()
     return thread
+
+
+def at_exit_wait_for(thread: threading.Thread, timeout_s: float = 5.0) -> None:
+    """Let ``thread`` finish before Python finalizes (a command that fails at once exits within ~50 ms).
+
+    A daemon thread still inside a C++ extension (soxr, while the warm-up resamples) when the
+    interpreter finalizes is ended by a forced unwind that C++ turns into std::terminate: the
+    process aborts ("terminate called without an active exception", exit -6) after its error line.
+    """
+    import atexit
+
+    atexit.register(thread.join, timeout_s)

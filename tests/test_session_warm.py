@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import pytest
 
@@ -32,7 +33,12 @@ def warm_and_wait(session, also: tuple[str, ...]) -> None:
     before = set(threading.enumerate())
     session.warm(0.0, also=also)
     for thread in set(threading.enumerate()) - before:
-        thread.join(60)
+        while True:
+            try:
+                thread.join(60)
+                break
+            except RuntimeError:  # started by another of them and not running yet ("cannot join ... before")
+                time.sleep(0.01)
 
 
 def test_a_cold_session_gets_paused_ready_with_its_cues(script):

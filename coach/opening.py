@@ -65,9 +65,13 @@ def cache_folder() -> Path | None:
         return Path(override) / "openings"
     if not sys.platform.startswith("linux"):
         return None
-    xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
-    base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
-    return base / "coach" / "openings"
+    return _user_folder("XDG_CACHE_HOME", ".cache") / "openings"
+
+
+def _user_folder(variable: str, fallback: str) -> Path:
+    """Coach's folder under ``$XDG_...`` (else ``~/fallback``), as platformdirs has it on Linux."""
+    xdg = os.environ.get(variable, "").strip()
+    return (Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / fallback) / "coach"
 
 
 def command_key(argv: list[str]) -> str | None:
@@ -76,9 +80,8 @@ def command_key(argv: list[str]) -> str | None:
         return None
     files: list[Any] = []
     builtin = Path(__file__).parent / "routines"
-    data = os.environ.get("COACH_DATA_DIR") or os.environ.get("XDG_DATA_HOME", "").strip() or ""
-    imported = (Path(data) / "routines" if os.environ.get("COACH_DATA_DIR") else
-                (Path(data) if data and os.path.isabs(data) else Path.home() / ".local" / "share") / "coach" / "routines")
+    data = os.environ.get("COACH_DATA_DIR")  # coach.loader.user_routine_dir, without platformdirs
+    imported = (Path(data) if data else _user_folder("XDG_DATA_HOME", ".local/share")) / "routines"
     named = [Path(arg.split("=", 1)[1] if arg.startswith("--") and "=" in arg else arg) for arg in argv
              if not arg.startswith("-") or (arg.startswith("--") and "=" in arg)]
     for path in [*sorted(builtin.glob("*")), *sorted(imported.glob("*")), *named]:
@@ -202,7 +205,7 @@ def start_early(argv: list[str]) -> None:
         buffer[at : at + len(opening.samples)] = opening.samples
         import simpleaudio
 
-        with _quiet_stderr():
+        with quiet_stderr():
             play = simpleaudio.play_buffer(memoryview(buffer), CHANNELS, 2, RATE_HZ)
         _early[0] = EarlyStart(opening, buffer, play, time.monotonic())
     except Exception:  # noqa: BLE001 - a head start only: the command does it properly
@@ -236,8 +239,9 @@ def _stop_untaken() -> None:
 
 
 @contextlib.contextmanager
-def _quiet_stderr():  # type: ignore[no-untyped-def]
-    """alsa-lib's "ALSA lib ..." lines go straight to fd 2 while a device opens: keep them off the terminal."""
+def quiet_stderr():  # type: ignore[no-untyped-def]
+    """File descriptor 2 to /dev/null meanwhile: alsa-lib's "ALSA lib ..." lines go straight to it while a
+    device opens (``coach.playback`` uses this too; here, before it can be imported)."""
     try:
         sys.stderr.flush()
         saved = os.dup(2)

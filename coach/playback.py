@@ -22,7 +22,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import mmap
-import os
 import sys
 import time
 from collections.abc import Iterator
@@ -302,20 +301,11 @@ def _alsa_quiet() -> Iterator[None]:
     if not sys.platform.startswith("linux"):
         yield
         return
+    from coach.opening import quiet_stderr
+
     _mute_alsa_lib()
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):
+    with quiet_stderr():
         yield
-        return
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def _simpleaudio() -> tuple[Any, type[BaseException]]:

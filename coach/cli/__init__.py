@@ -70,6 +70,39 @@ def _interrupt(signum: int, _frame: object) -> None:
     raise Interrupted(name)
 
 
+_AGAIN_S = 0.01
+"""How soon an interrupt Python swallowed is raised again."""
+
+
+def _interrupt_again(_signum: int, _frame: object) -> None:
+    raise Interrupted(_signalled[0])
+
+
+def _unraisable(info: sys.UnraisableHookArgs) -> None:
+    """An Interrupted raised where Python can only print it: raise it again a moment later.
+
+    A signal handler runs wherever the main thread is, and some of that code cannot
+    pass an exception on: a weakref callback (importlib's module locks have one, so
+    any import can be there), a ``__del__``. Python prints such an exception as
+    "Exception ignored in ..." with a traceback and goes on, and the Ctrl-C or
+    SIGTERM would be lost. SIGALRM brings it back, outside that code (and again, if
+    it lands in such code too).
+    """
+    if isinstance(info.exc_value, Interrupted) and _signalled:
+        signal.signal(signal.SIGALRM, _interrupt_again if signal.getsignal(signal.SIGINT) is _interrupt
+                      else _leave_now)
+        signal.setitimer(signal.ITIMER_REAL, _AGAIN_S)
+        return
+    sys.__unraisablehook__(info)
+
+
+def _catch_signals() -> None:
+    """Ctrl-C and SIGTERM raise Interrupted in the main thread, where the command cleans up."""
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+    sys.unraisablehook = _unraisable
+
+
 def _leave_now(_signum: int, _frame: object) -> None:
     """Ctrl-C or SIGTERM once the command is over (Python is closing speech workers): just go.
 
@@ -143,8 +176,7 @@ def _quiet_broken_pipe() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI and exit with the right status."""
-    signal.signal(signal.SIGINT, _interrupt)
-    signal.signal(signal.SIGTERM, _interrupt)
+    _catch_signals()
     _guard_standard_streams()
     try:
         command = typer.main.get_command(app)
@@ -197,3 +229,5 @@ def _ending(status: int | None) -> None:
         _status[0] = status
     signal.signal(signal.SIGINT, _leave_now)
     signal.signal(signal.SIGTERM, _leave_now)
+    if signal.getsignal(signal.SIGALRM) is _interrupt_again:  # an interrupt still to be raised again
+        signal.signal(signal.SIGALRM, _leave_now)

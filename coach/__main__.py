@@ -8,8 +8,8 @@ with exit status 130 instead of a KeyboardInterrupt traceback from some import.
 standard-library-only head start).
 """
 
+import _signal  # built in: `signal` would first build its enums, a window for a KeyboardInterrupt traceback
 import os
-import signal
 import sys
 
 
@@ -20,8 +20,8 @@ def _while_starting(signum: int, _frame: object) -> None:
 
 def run() -> None:
     """The console entry point."""
-    signal.signal(signal.SIGINT, _while_starting)
-    signal.signal(signal.SIGTERM, _while_starting)
+    _signal.signal(_signal.SIGINT, _while_starting)
+    _signal.signal(_signal.SIGTERM, _while_starting)
     from coach.opening import start_early
 
     start_early(sys.argv[1:])  # `coach play` of a command played before: its opening plays at once

@@ -38,7 +38,7 @@ SWALLOWED = PRELUDE + textwrap.dedent("""\
     try:
         del thing
         gc.collect()
-        print("went on", flush=True)
+        sys.stdout.write("went on\\n")  # one write: the interrupt may come back at any moment now
         time.sleep(30)
     except Interrupted as exc:
         print("raised:", exc.message)
@@ -96,3 +96,76 @@ def test_other_exceptions_python_swallows_are_still_printed(coach_env):
     assert done.returncode == 0
     assert done.stdout == "went on\n"
     assert "Exception ignored in" in done.stderr and "ValueError: a bug in a callback" in done.stderr
+
+
+# -- code that must not be cut short ----------------------------------------------------------
+
+HELD = textwrap.dedent("""\
+    import signal, threading
+    from coach.cli import _catch_signals
+    from coach.errors import Interrupted
+    from coach.interrupts import held
+
+    _catch_signals()
+    try:
+        with held():
+            signal.raise_signal(signal.SIGTERM)
+            print("the block goes on", flush=True)
+            with held():
+                signal.raise_signal(signal.SIGINT)
+            print("and on", flush=True)
+        print("lost")
+    except Interrupted as exc:
+        print("raised:", exc.message)
+
+    def elsewhere():  # signals are the main thread's: held() elsewhere changes nothing
+        with held():
+            print("other thread held:", __import__("coach.interrupts").interrupts.holding())
+    thread = threading.Thread(target=elsewhere)
+    thread.start()
+    thread.join()
+    """)
+
+
+def test_an_interrupt_in_a_held_block_is_raised_when_the_outermost_block_ends(coach_env):
+    done = subprocess.run([sys.executable, "-c", HELD], capture_output=True, text=True, env=coach_env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert done.stdout == "the block goes on\nand on\nraised: terminated\nother thread held: False\n"
+
+
+SOXR = textwrap.dedent("""\
+    import signal, sys
+    import numpy as np
+    from coach.audio.render import resample
+    from coach.cli import _catch_signals
+    from coach.errors import Interrupted
+
+    _catch_signals()
+    landed = []
+
+    def profile(frame, event, _arg):
+        # The first Python call soxr's compiled module makes while it sets itself up
+        # (it builds its enums): where CI once had a SIGTERM land.
+        if event == "call" and "soxr.soxr_ext" in sys.modules and frame.f_code.co_filename.endswith("enum.py") \\
+                and not landed:
+            landed.append(frame.f_code.co_name)
+            signal.raise_signal(signal.SIGTERM)
+
+    sys.setprofile(profile)
+    try:
+        resample(np.zeros(100, dtype=np.float32), 22050, 44100)
+        print("lost")
+    except Interrupted as exc:
+        sys.setprofile(None)
+        print("raised:", exc.message, "landed:", landed, "soxr usable:", hasattr(sys.modules["soxr"], "resample"))
+    """)
+
+
+def test_a_sigterm_inside_soxrs_compiled_import_waits_for_it_instead_of_aborting(coach_env):
+    # Without coach.interrupts.held(): "terminate called after throwing an instance of
+    # 'nanobind::python_error'" and exit -6 (SIGABRT).
+    done = subprocess.run([sys.executable, "-c", SOXR], capture_output=True, text=True, env=coach_env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert done.stdout == "raised: terminated landed: ['__call__'] soxr usable: True\n"

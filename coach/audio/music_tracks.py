@@ -25,6 +25,7 @@ import numpy as np
 from coach.audio.loudness import ABSOLUTE_GATE_LUFS, RELATIVE_GATE_LU, STEP_S, k_weighting_sos
 from coach.errors import OutputError
 from coach.fsutil import atomic_output
+from coach.interrupts import held
 
 RESAMPLE_QUALITY = "HQ"
 READ_BLOCK_FRAMES = 65536
@@ -185,7 +186,8 @@ def decoded_blocks(track: Track, sample_rate_hz: int, start_frame: int = 0) -> I
             raise TrackDecodeError(_why(exc)) from None
         stream = None
         if native != sample_rate_hz:
-            import soxr
+            with held():  # a Ctrl-C inside soxr's (nanobind) import would abort the process
+                import soxr
 
             stream = soxr.ResampleStream(native, sample_rate_hz, 2, dtype="float32", quality=RESAMPLE_QUALITY)
         while True:

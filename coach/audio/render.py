@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from coach.audio.clip import Clip
+from coach.interrupts import held
 from coach.timeline import Cue, Timeline
 
 MAX_OVERHANG_S = 60.0
@@ -132,7 +133,8 @@ def resample(samples: np.ndarray, from_hz: int, to_hz: int) -> np.ndarray:
     """
     if from_hz == to_hz:
         return np.asarray(samples, dtype=np.float32)
-    import soxr
+    with held():  # a Ctrl-C inside soxr's (nanobind) import would abort the process
+        import soxr
 
     return np.asarray(soxr.resample(np.asarray(samples, dtype=np.float32), from_hz, to_hz, quality="HQ"),
                       dtype=np.float32)

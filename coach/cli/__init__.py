@@ -15,7 +15,7 @@ import sys
 
 import typer
 
-from coach import __version__
+from coach import __version__, interrupts
 from coach.cli.app import app
 from coach.errors import CoachError, ExitStatus, Interrupted, OutputError, RoutineInvalid
 
@@ -67,6 +67,13 @@ _status: list[int] = [ExitStatus.INTERRUPTED]
 def _interrupt(signum: int, _frame: object) -> None:
     name = "interrupted" if signum == signal.SIGINT else "terminated"
     _signalled.append(name)
+    _raise(name)
+
+
+def _raise(name: str) -> None:
+    if interrupts.holding():  # code that must not be cut short (an extension module's import): after it
+        interrupts.wait(name)
+        return
     raise Interrupted(name)
 
 
@@ -75,7 +82,7 @@ _AGAIN_S = 0.01
 
 
 def _interrupt_again(_signum: int, _frame: object) -> None:
-    raise Interrupted(_signalled[0])
+    _raise(_signalled[0])
 
 
 def _unraisable(info: sys.UnraisableHookArgs) -> None:
@@ -217,6 +224,11 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(ExitStatus.OUTPUT)
     finally:
         _ending(None)
+        if signal.getsignal(signal.SIGALRM) is _leave_now:
+            # An interrupt Python swallowed is still to come back: go now, before Python's
+            # own end resets the handlers and the alarm kills the process.
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            _leave_now(0, None)
 
 
 def _traceback_wanted() -> bool:
